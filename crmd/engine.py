@@ -1,0 +1,383 @@
+"""The evaluator: turns rules, the store and `now` into fires, exactly once.
+
+Each rule keeps a watermark W (fires up to W are done) and an event cursor S (events up to
+S have been looked at). A tick at `now` does, per rule:
+
+1. late arrivals and counting: events recorded after S whose fire time is at or before W
+   (an import of last week's deliveries), and the Nth-event counts, in arrival order;
+2. due fires: fires whose time lies in (W, now], found by a range query on the events'
+   time index (an offset rule's fire time is monotone in the event time), or by walking a
+   calendar schedule or the birthdays of each day in the window.
+
+Work is committed in pages. Each page's ledger rows (unique key per fire), tasks, outbox
+rows, task events and the advanced W/S commit in one transaction: a crash repeats at most
+the page in flight, and the ledger key drops what was already done. The cost of a tick
+follows what is due and what arrived, not the size of the store.
+
+The engine never reads the clock: `now` is an argument, so `tick`, `--now` and `plan` all
+drive this same code.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Row
+
+from crmd import queries as q
+from crmd.actions import ActionWriter
+from crmd.errors import CrmdError
+from crmd.events import TASK_OVERDUE
+from crmd.rule import AnnualTrigger, EventTrigger, Rule, RuleSet, ScheduleTrigger
+from crmd.schedules import occurrences
+from crmd.site import Site
+from crmd.store import Unit
+from crmd.triggers import event_fire_time, event_span, month_days_on
+
+logger = logging.getLogger(__name__)
+
+# A fire recorded more than this after its time is marked late (the daemon was down, or
+# the event arrived late).
+LATE_AFTER = timedelta(minutes=15)
+# Chained rules (a task event triggering another rule) settle within a few rounds.
+MAX_ROUNDS = 8
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+TICK = timedelta(microseconds=1)
+
+
+@dataclass
+class Candidate:
+    """A fire the rules call for, before the ledger has been asked whether it happened."""
+
+    rule: Rule
+    key: str
+    fire_at: datetime
+    subject: str
+    customer_id: str | None = None
+    vehicle_id: str | None = None
+    event: Row[Any] | None = None
+    conditions_checked: bool = False
+
+
+@dataclass
+class FireRecord:
+    """What one fire did, for logs, `tick` output and `plan`."""
+
+    rule_id: str
+    key: str
+    subject: str
+    fire_at: datetime
+    status: str  # fired | cancelled | skipped
+    late: bool
+    customer_id: str | None
+    vehicle_id: str | None
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    reason: str = ""
+
+
+@dataclass
+class TickReport:
+    now: datetime
+    fires: list[FireRecord] = field(default_factory=list)
+    overdue: list[int] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    rounds: int = 0
+
+
+class Engine:
+    """Evaluates one rule set for one site."""
+
+    def __init__(self, site: Site, ruleset: RuleSet) -> None:
+        self.site = site
+        self.ruleset = ruleset
+        self.rules = ruleset.enabled()
+        self.writer = ActionWriter(site)
+
+    # ------------------------------------------------------------ entry points
+
+    def tick(
+        self, unit: Unit, now: datetime, *, window_start: datetime | None = None
+    ) -> TickReport:
+        """One evaluation pass at `now`; running it twice at the same `now` changes nothing.
+
+        `window_start` (for `plan`) evaluates every rule as if its watermark were there.
+        """
+        if now.tzinfo is None:
+            raise ValueError("tick needs an aware `now`")
+        now = now.astimezone(UTC)
+        report = TickReport(now=now)
+        self._prepare_states(unit, now, window_start)
+        failed: set[str] = set()
+        for round_no in range(1, MAX_ROUNDS + 1):
+            report.rounds = round_no
+            produced = 0
+            for rule in self.rules:
+                if rule.id in failed:
+                    continue
+                try:
+                    produced += self._evaluate(unit, rule, now, report)
+                except CrmdError as exc:
+                    # One rule's trouble (say, an unpublished calendar year) must not stop
+                    # the others; its watermark stays put, so it retries next tick.
+                    failed.add(rule.id)
+                    report.errors.append(f"rule {rule.id}: {exc}")
+                    logger.error("rule %s failed: %s", rule.id, exc, extra={"rule": rule.id})
+            produced += self._mark_overdue(unit, now, report)
+            if not produced:
+                break
+        return report
+
+    # ------------------------------------------------------------ rule state
+
+    def _prepare_states(self, unit: Unit, now: datetime, window_start: datetime | None) -> None:
+        with unit.batch() as conn:
+            states = q.load_rule_states(conn)
+            max_seq = q.max_event_seq(conn)
+            for rule in self.rules:
+                state = states.get(rule.id)
+                if state is None:
+                    since = self._first_since(conn, rule, now)
+                    q.create_rule_state(conn, rule.id, since, max_seq, now)
+                    logger.info("new rule %s starts at %s", rule.id, since, extra={"rule": rule.id})
+                if window_start is not None:
+                    q.save_rule_state(conn, rule.id, window_start, max_seq, now)
+
+    def _first_since(self, conn: Connection, rule: Rule, now: datetime) -> datetime:
+        """Where a rule seen for the first time starts: now, unless it asks for a backfill."""
+        if rule.backfill is None:
+            return now
+        if rule.backfill.span is not None:
+            return now - rule.backfill.span
+        return EPOCH
+
+    # ------------------------------------------------------------ evaluation
+
+    def _evaluate(self, unit: Unit, rule: Rule, now: datetime, report: TickReport) -> int:
+        with unit.batch() as conn:
+            state = q.load_rule_states(conn)[rule.id]
+            seq_upto = q.max_event_seq(conn)
+        watermark, seq_from, since = state.watermark, state.event_seq, state.since
+        if watermark >= now and seq_from >= seq_upto:
+            return 0
+        trigger = rule.trigger
+        if isinstance(trigger, EventTrigger):
+            return self._evaluate_events(
+                unit, rule, trigger, now, watermark, since, seq_from, seq_upto, report
+            )
+        pages: Iterator[list[Candidate]]
+        if isinstance(trigger, ScheduleTrigger):
+            pages = self._schedule_pages(rule, trigger, watermark, now)
+        else:
+            pages = self._annual_pages(unit, rule, trigger, watermark, now)
+        produced = 0
+        for page in pages:
+            with unit.batch() as conn:
+                produced += self._apply(conn, rule, page, now, report)
+                q.save_rule_state(conn, rule.id, page[-1].fire_at, seq_upto, now)
+        with unit.batch() as conn:
+            q.save_rule_state(conn, rule.id, max(watermark, now), seq_upto, now)
+        return produced
+
+    def _evaluate_events(
+        self,
+        unit: Unit,
+        rule: Rule,
+        trigger: EventTrigger,
+        now: datetime,
+        watermark: datetime,
+        since: datetime,
+        seq_from: int,
+        seq_upto: int,
+        report: TickReport,
+    ) -> int:
+        tz, cal = self.site.timezone, self.site.calendar
+        low, high = event_span(trigger)
+        produced = 0
+        # Phase 1: events recorded since the last look (late arrivals, counting).
+        late_upto = None if trigger.count is not None else watermark - low
+        cursor = seq_from
+        while cursor < seq_upto:
+            with unit.batch() as conn:
+                rows = q.events_recorded_between(conn, trigger.types, cursor, seq_upto, late_upto)
+                if trigger.count is not None:
+                    page = self._count_candidates(conn, rule, trigger, rows, since)
+                else:
+                    page = []
+                    for row in rows:
+                        fire_at = event_fire_time(trigger, row.at, tz, cal)
+                        if since < fire_at <= watermark:
+                            page.append(_event_candidate(rule, row, fire_at))
+                produced += self._apply(conn, rule, page, now, report)
+                cursor = rows[-1].seq if len(rows) == q.PAGE else seq_upto
+                q.save_rule_state(conn, rule.id, watermark, cursor, now)
+        if trigger.count is not None:
+            with unit.batch() as conn:
+                q.save_rule_state(conn, rule.id, max(watermark, now), seq_upto, now)
+            return produced
+        # Phase 2: fires falling due in (watermark, now], by a range query on event time.
+        after, upto = watermark - high, now - low
+        page_cursor: tuple[datetime, int] | None = None
+        done = False
+        while not done:
+            with unit.batch() as conn:
+                rows = q.events_between(conn, trigger.types, after, upto, seq_upto, page_cursor)
+                done = len(rows) < q.PAGE
+                page = []
+                for row in rows:
+                    fire_at = event_fire_time(trigger, row.at, tz, cal)
+                    if watermark < fire_at <= now:
+                        page.append(_event_candidate(rule, row, fire_at))
+                produced += self._apply(conn, rule, page, now, report)
+                if done:
+                    q.save_rule_state(conn, rule.id, max(watermark, now), seq_upto, now)
+                else:
+                    # Everything before the last fire time of this page is done.
+                    last = event_fire_time(trigger, rows[-1].at, tz, cal)
+                    watermark = max(watermark, min(last - TICK, now))
+                    page_cursor = (rows[-1].at, rows[-1].seq)
+                    q.save_rule_state(conn, rule.id, watermark, seq_upto, now)
+        return produced
+
+    def _count_candidates(
+        self,
+        conn: Connection,
+        rule: Rule,
+        trigger: EventTrigger,
+        rows: Sequence[Row[Any]],
+        since: datetime,
+    ) -> list[Candidate]:
+        """Candidates for the Nth matching event per subject (P4: three failed attempts)."""
+        column = {"customer": "customer_id", "vehicle": "vehicle_id", "task": "task_id"}[
+            trigger.per
+        ]
+        contexts = self.writer.contexts(conn, rows)
+        page: list[Candidate] = []
+        for row in rows:
+            value = getattr(row, column)
+            if value is None or row.at <= since:
+                continue
+            if not self.writer.conditions_hold(rule, contexts[row.seq]):
+                continue
+            history = q.events_of_subject(conn, column, value, trigger.types, row.seq)
+            history_ctx = self.writer.contexts(conn, history)
+            matching = [e for e in history if self.writer.conditions_hold(rule, history_ctx[e.seq])]
+            if len(matching) != trigger.count:
+                continue
+            candidate = _event_candidate(rule, row, row.at)
+            candidate.key = f"{rule.id}|{trigger.per}:{value}"
+            candidate.conditions_checked = True
+            page.append(candidate)
+        return page
+
+    def _schedule_pages(
+        self, rule: Rule, trigger: ScheduleTrigger, watermark: datetime, now: datetime
+    ) -> Iterator[list[Candidate]]:
+        page: list[Candidate] = []
+        tz = self.site.timezone
+        for at in occurrences(trigger.schedule, watermark, now):
+            local = at.astimezone(tz)
+            page.append(
+                Candidate(rule, f"{rule.id}|at:{local.isoformat()}", at.astimezone(UTC), "site")
+            )
+            if len(page) >= q.PAGE:
+                yield page
+                page = []
+        if page:
+            yield page
+
+    def _annual_pages(
+        self, unit: Unit, rule: Rule, trigger: AnnualTrigger, watermark: datetime, now: datetime
+    ) -> Iterator[list[Candidate]]:
+        tz = self.site.timezone
+        day = watermark.astimezone(tz).date()
+        last = now.astimezone(tz).date()
+        while day <= last:
+            fire_local = datetime.combine(day, trigger.at, tz)
+            fire_at = fire_local.astimezone(UTC)
+            if watermark < fire_at <= now:
+                with unit.batch() as conn:
+                    people = q.customers_with_birthday(conn, month_days_on(day, trigger))
+                page = [
+                    Candidate(
+                        rule,
+                        f"{rule.id}|customer:{c.id}|{day.year}",
+                        fire_at,
+                        f"customer:{c.id}",
+                        customer_id=c.id,
+                    )
+                    for c in people
+                ]
+                if page:
+                    yield page
+            day += timedelta(days=1)
+
+    # ------------------------------------------------------------ applying fires
+
+    def _apply(
+        self,
+        conn: Connection,
+        rule: Rule,
+        candidates: list[Candidate],
+        now: datetime,
+        report: TickReport,
+    ) -> int:
+        """Record the new fires of one page and run their actions, in the caller's transaction.
+
+        Returns how many events this produced (task events), so chained rules get another round.
+        """
+        if not candidates:
+            return 0
+        done = q.existing_fire_keys(conn, (c.key for c in candidates))
+        fresh: dict[str, Candidate] = {}
+        for c in candidates:
+            if c.key not in done and c.key not in fresh:
+                fresh[c.key] = c
+        if not fresh:
+            return 0
+        records, produced = self.writer.write(conn, rule, list(fresh.values()), now, LATE_AFTER)
+        for record in records:
+            report.fires.append(record)
+            logger.info(
+                "fire %s %s %s at %s%s",
+                record.status,
+                record.rule_id,
+                record.subject,
+                record.fire_at.isoformat(),
+                " (late)" if record.late else "",
+                extra={"rule": record.rule_id, "subject": record.subject},
+            )
+        return produced
+
+    def _mark_overdue(self, unit: Unit, now: datetime, report: TickReport) -> int:
+        """Open tasks past their due time become overdue, once, as a `task.overdue` event."""
+        with unit.batch() as conn:
+            rows = q.tasks_falling_overdue(conn, now)
+            if not rows:
+                return 0
+            q.mark_tasks_overdue(conn, [r.id for r in rows])
+            q.insert_events(
+                conn, [self.writer.task_event(r, TASK_OVERDUE, r.due_at, now) for r in rows]
+            )
+        report.overdue.extend(r.id for r in rows)
+        for r in rows:
+            logger.info(
+                "task %s overdue (%s)", r.id, r.rule_id, extra={"rule": r.rule_id, "task": r.id}
+            )
+        return len(rows)
+
+
+def _event_candidate(rule: Rule, row: Row[Any], fire_at: datetime) -> Candidate:
+    subject = f"customer:{row.customer_id}" if row.customer_id else "site"
+    return Candidate(
+        rule,
+        f"{rule.id}|event:{row.id}",
+        fire_at,
+        subject,
+        customer_id=row.customer_id,
+        vehicle_id=row.vehicle_id,
+        event=row,
+    )

@@ -1,0 +1,20 @@
+"""Alembic environment: runs on the connection crmd hands over (see crmd/store.py)."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from crmd.tables import metadata
+
+connection = context.config.attributes.get("connection")
+if connection is None:
+    raise RuntimeError("crmd migrations run through crmd.store.Store.migrate(), not alembic's CLI")
+
+context.configure(
+    connection=connection,
+    target_metadata=metadata,
+    render_as_batch=True,  # SQLite can only alter tables by copying them
+    compare_type=True,
+)
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,290 @@
+"""Every query the engine and the CLI make, in one place; each takes an open Connection."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, func, insert, select, update
+
+from crmd.tables import customers, events, fires, outbox, rule_state, tasks, vehicles
+
+# Rows are streamed from the events table in pages of this size, so memory stays bounded
+# whatever the size of the store.
+PAGE = 2000
+
+
+def _chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# ---------------------------------------------------------------- rule state
+
+
+def max_event_seq(conn: Connection) -> int:
+    return int(conn.execute(select(func.coalesce(func.max(events.c.seq), 0))).scalar_one())
+
+
+def load_rule_states(conn: Connection) -> dict[str, Row[Any]]:
+    return {row.rule_id: row for row in conn.execute(select(rule_state))}
+
+
+def create_rule_state(
+    conn: Connection, rule_id: str, since: datetime, event_seq: int, now: datetime
+) -> None:
+    conn.execute(
+        insert(rule_state).values(
+            rule_id=rule_id, since=since, watermark=since, event_seq=event_seq, updated_at=now
+        )
+    )
+
+
+def save_rule_state(
+    conn: Connection, rule_id: str, watermark: datetime, event_seq: int, now: datetime
+) -> None:
+    conn.execute(
+        update(rule_state)
+        .where(rule_state.c.rule_id == rule_id)
+        .values(watermark=watermark, event_seq=event_seq, updated_at=now)
+    )
+
+
+# ---------------------------------------------------------------- events
+
+
+def events_between(
+    conn: Connection,
+    types: Sequence[str],
+    after: datetime,
+    upto: datetime,
+    seq_upto: int,
+    cursor: tuple[datetime, int] | None = None,
+    limit: int = PAGE,
+) -> list[Row[Any]]:
+    """One page of events of these types with `after < at <= upto`, by (at, seq).
+
+    Uses the (type, at) index. `cursor` is the (at, seq) of the last row of the previous page.
+    """
+    cond = and_(
+        events.c.type.in_(types),
+        events.c.at > after,
+        events.c.at <= upto,
+        events.c.seq <= seq_upto,
+    )
+    if cursor is not None:
+        last_at, last_seq = cursor
+        cond = and_(
+            cond,
+            (events.c.at > last_at) | and_(events.c.at == last_at, events.c.seq > last_seq),
+        )
+    query = select(events).where(cond).order_by(events.c.at, events.c.seq).limit(limit)
+    return list(conn.execute(query))
+
+
+def events_recorded_between(
+    conn: Connection,
+    types: Sequence[str],
+    seq_after: int,
+    seq_upto: int,
+    at_upto: datetime | None = None,
+    limit: int = PAGE,
+) -> list[Row[Any]]:
+    """One page of events of these types recorded after seq_after, in arrival order."""
+    cond = and_(events.c.type.in_(types), events.c.seq > seq_after, events.c.seq <= seq_upto)
+    if at_upto is not None:
+        cond = and_(cond, events.c.at <= at_upto)
+    return list(conn.execute(select(events).where(cond).order_by(events.c.seq).limit(limit)))
+
+
+def events_of_subject(
+    conn: Connection, column: str, value: Any, types: Sequence[str], seq_upto: int
+) -> list[Row[Any]]:
+    """Every event of these types for one customer, vehicle or task, in arrival order."""
+    col = events.c[column]
+    return list(
+        conn.execute(
+            select(events)
+            .where(col == value, events.c.type.in_(types), events.c.seq <= seq_upto)
+            .order_by(events.c.seq)
+        )
+    )
+
+
+def events_for_subjects(
+    conn: Connection,
+    column: str,
+    ids: Iterable[str],
+    types: Sequence[str],
+    after: datetime,
+    upto: datetime,
+) -> list[Row[Any]]:
+    """Events of these types for any of the given customers/vehicles in (after, upto]."""
+    col = events.c[column]
+    out: list[Row[Any]] = []
+    for chunk in _chunks(sorted(set(ids))):
+        out.extend(
+            conn.execute(
+                select(events).where(
+                    col.in_(chunk),
+                    events.c.type.in_(types),
+                    events.c.at > after,
+                    events.c.at <= upto,
+                )
+            )
+        )
+    return out
+
+
+def insert_events(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Insert new events; returns their seq numbers in order."""
+    if not rows:
+        return []
+    result = conn.execute(
+        insert(events).returning(events.c.seq, sort_by_parameter_order=True), list(rows)
+    )
+    return [r.seq for r in result]
+
+
+def existing_event_ids(conn: Connection, ids: Iterable[str]) -> set[str]:
+    found: set[str] = set()
+    for chunk in _chunks(sorted(set(ids))):
+        found.update(conn.execute(select(events.c.id).where(events.c.id.in_(chunk))).scalars())
+    return found
+
+
+def get_event(conn: Connection, event_id: str) -> Row[Any] | None:
+    return conn.execute(select(events).where(events.c.id == event_id)).first()
+
+
+# ---------------------------------------------------------------- customers and vehicles
+
+
+def customers_by_id(conn: Connection, ids: Iterable[str]) -> dict[str, Row[Any]]:
+    out: dict[str, Row[Any]] = {}
+    for chunk in _chunks(sorted(set(ids))):
+        for row in conn.execute(select(customers).where(customers.c.id.in_(chunk))):
+            out[row.id] = row
+    return out
+
+
+def vehicles_by_id(conn: Connection, ids: Iterable[str]) -> dict[str, Row[Any]]:
+    out: dict[str, Row[Any]] = {}
+    for chunk in _chunks(sorted(set(ids))):
+        for row in conn.execute(select(vehicles).where(vehicles.c.id.in_(chunk))):
+            out[row.id] = row
+    return out
+
+
+def customers_with_birthday(conn: Connection, month_days: Sequence[int]) -> list[Row[Any]]:
+    return list(
+        conn.execute(
+            select(customers)
+            .where(customers.c.birthday_md.in_(month_days))
+            .order_by(customers.c.id)
+        )
+    )
+
+
+def set_customer_opt_out(conn: Connection, customer_id: str, now: datetime) -> None:
+    conn.execute(
+        update(customers).where(customers.c.id == customer_id).values(opt_out=True, updated_at=now)
+    )
+
+
+# ---------------------------------------------------------------- ledger, tasks, outbox
+
+
+def existing_fire_keys(conn: Connection, keys: Iterable[str]) -> set[str]:
+    found: set[str] = set()
+    for chunk in _chunks(sorted(set(keys))):
+        found.update(conn.execute(select(fires.c.key).where(fires.c.key.in_(chunk))).scalars())
+    return found
+
+
+def insert_fires(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    if not rows:
+        return []
+    result = conn.execute(
+        insert(fires).returning(fires.c.id, sort_by_parameter_order=True), list(rows)
+    )
+    return [r.id for r in result]
+
+
+def insert_tasks(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    if not rows:
+        return []
+    result = conn.execute(
+        insert(tasks).returning(tasks.c.id, sort_by_parameter_order=True), list(rows)
+    )
+    return [r.id for r in result]
+
+
+def insert_outbox(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    if rows:
+        conn.execute(insert(outbox), list(rows))
+
+
+def open_tasks_of_rules(
+    conn: Connection, rule_ids: Sequence[str], customer_id: str | None, vehicle_id: str | None
+) -> list[Row[Any]]:
+    cond = and_(tasks.c.rule_id.in_(rule_ids), tasks.c.status == "open")
+    cond = and_(cond, tasks.c.customer_id == customer_id) if customer_id else cond
+    cond = and_(cond, tasks.c.vehicle_id == vehicle_id) if vehicle_id else cond
+    return list(conn.execute(select(tasks).where(cond).order_by(tasks.c.id)))
+
+
+def tasks_falling_overdue(conn: Connection, now: datetime) -> list[Row[Any]]:
+    """Open tasks whose due time has passed and that are not yet marked overdue."""
+    return list(
+        conn.execute(
+            select(tasks)
+            .where(tasks.c.status == "open", tasks.c.overdue.is_(False), tasks.c.due_at <= now)
+            .order_by(tasks.c.due_at, tasks.c.id)
+        )
+    )
+
+
+def mark_tasks_overdue(conn: Connection, ids: Sequence[int]) -> None:
+    for chunk in _chunks(list(ids)):
+        conn.execute(update(tasks).where(tasks.c.id.in_(chunk)).values(overdue=True))
+
+
+def close_tasks(
+    conn: Connection, ids: Sequence[int], status: str, now: datetime, note: str | None = None
+) -> None:
+    for chunk in _chunks(list(ids)):
+        conn.execute(
+            update(tasks)
+            .where(tasks.c.id.in_(chunk), tasks.c.status == "open")
+            .values(status=status, closed_at=now, closed_note=note)
+        )
+
+
+def get_task(conn: Connection, task_id: int) -> Row[Any] | None:
+    return conn.execute(select(tasks).where(tasks.c.id == task_id)).first()
+
+
+def update_task(conn: Connection, task_id: int, **values: Any) -> None:
+    conn.execute(update(tasks).where(tasks.c.id == task_id).values(**values))
+
+
+def list_tasks(
+    conn: Connection, now: datetime, *, role: str | None = None, everything: bool = False
+) -> list[Row[Any]]:
+    """Open tasks whose window has started (or, with everything, all tasks), by due time."""
+    query = select(tasks)
+    if not everything:
+        query = query.where(tasks.c.status == "open", tasks.c.available_at <= now)
+    if role:
+        query = query.where(tasks.c.role == role)
+    return list(conn.execute(query.order_by(tasks.c.due_at, tasks.c.id)))
+
+
+def tasks_by_id(conn: Connection, ids: Iterable[int]) -> dict[int, Row[Any]]:
+    out: dict[int, Row[Any]] = {}
+    for chunk in _chunks(sorted(set(ids))):
+        for row in conn.execute(select(tasks).where(tasks.c.id.in_(chunk))):
+            out[row.id] = row
+    return out

@@ -1,0 +1,154 @@
+"""Compiled rules: the immutable objects a validated rule file becomes at load time.
+
+The evaluator never sees YAML; it sees these. See docs/rules.md for the language.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import time, timedelta
+from typing import Literal
+
+from crmd.conditions import Condition
+from crmd.offsets import Offset
+from crmd.schedules import Schedule
+from crmd.templates import Template
+
+Per = Literal["customer", "vehicle", "task"]
+
+
+@dataclass(frozen=True)
+class EventTrigger:
+    """Fire for each matching event, at its time plus an optional offset and alignment."""
+
+    types: tuple[str, ...]
+    after: Offset | None = None
+    at: time | None = None
+    # Counting form: fire once when the count-th matching event for one `per` subject arrives.
+    count: int | None = None
+    per: Per = "customer"
+
+
+@dataclass(frozen=True)
+class ScheduleTrigger:
+    """Fire at every occurrence of a calendar schedule; the subject is the site."""
+
+    schedule: Schedule
+
+
+@dataclass(frozen=True)
+class AnnualTrigger:
+    """Fire every year on the anniversary of a date field (birthdays)."""
+
+    field: str  # "customer.birthday"
+    at: time = time(9, 0)
+    feb29: Literal["feb28", "mar1"] = "feb28"
+
+
+Trigger = EventTrigger | ScheduleTrigger | AnnualTrigger
+
+
+@dataclass(frozen=True)
+class Unless:
+    """Event types that cancel a pending fire for the same customer or vehicle."""
+
+    types: tuple[str, ...]
+    same: Literal["customer", "vehicle"] = "customer"
+
+
+@dataclass(frozen=True)
+class Due:
+    """When a task falls due, relative to its fire time.
+
+    Either an offset (with optional time-of-day), or the next given day of the month.
+    """
+
+    after: Offset | None = None
+    at: time | None = None
+    day: int | Literal["last"] | None = None
+    shift: Literal["none", "previous_working_day", "next_working_day"] = "none"
+
+
+@dataclass(frozen=True)
+class TaskAction:
+    role: str
+    title: Template
+    due: Due | None = None
+    note: Template | None = None
+
+
+@dataclass(frozen=True)
+class SmsAction:
+    text: Template
+
+
+@dataclass(frozen=True)
+class EmailAction:
+    subject: Template
+    body: Template
+    to: tuple[str, ...] = ()  # empty: the customer's address
+
+
+@dataclass(frozen=True)
+class CancelAction:
+    rules: tuple[str, ...]
+
+
+Action = TaskAction | SmsAction | EmailAction | CancelAction
+
+
+@dataclass(frozen=True)
+class Backfill:
+    """How far into the past a rule fires when first seen; None span means all history."""
+
+    span: timedelta | None
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    trigger: Trigger
+    actions: tuple[Action, ...]
+    description: str = ""
+    conditions: tuple[Condition, ...] = ()
+    unless: Unless | None = None
+    backfill: Backfill | None = None
+    enabled: bool = True
+    file: str = ""
+    line: int = 0
+
+    @property
+    def event_types(self) -> tuple[str, ...]:
+        return self.trigger.types if isinstance(self.trigger, EventTrigger) else ()
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """Every rule of a site, loaded together; `files` maps file name to its rule count."""
+
+    rules: tuple[Rule, ...]
+    files: Mapping[str, int] = field(default_factory=dict)
+
+    def by_id(self) -> dict[str, Rule]:
+        return {r.id: r for r in self.rules}
+
+    def enabled(self) -> tuple[Rule, ...]:
+        return tuple(r for r in self.rules if r.enabled)
+
+
+def describe_trigger(trigger: Trigger) -> str:
+    """A short English description of a trigger, for `check` and `plan`."""
+    if isinstance(trigger, ScheduleTrigger):
+        return trigger.schedule.describe()
+    if isinstance(trigger, AnnualTrigger):
+        return f"every year on {trigger.field} at {trigger.at:%H:%M}"
+    what = " or ".join(trigger.types)
+    if trigger.count:
+        return f"the {trigger.count}th {what} per {trigger.per}"
+    text = f"{what}"
+    if trigger.after:
+        text += f" + {trigger.after}"
+    if trigger.at:
+        text += f" at {trigger.at:%H:%M}"
+    return text

@@ -1,0 +1,128 @@
+"""A site: one dealership's directory of rules, channels, settings and store."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from crmd.errors import ConfigError
+from crmd.events import BUILTIN_EVENT_TYPES
+from crmd.workcal import WorkCalendar
+
+DEFAULT_ROLES: tuple[str, ...] = (
+    "cr_manager",
+    "sales_callback",
+    "service_callback",
+    "cr_specialist",
+    "market_specialist",
+    "member_specialist",
+    "sales",
+    "sales_manager",
+    "service_manager",
+    "gm",
+)
+SETTINGS_FILE = "site.yaml"
+SETTINGS_KEYS = {"name", "timezone", "store", "roles", "event_types", "calendar"}
+CALENDAR_KEYS = {"published_through", "days_off", "working_days"}
+
+
+@dataclass(frozen=True)
+class Site:
+    root: Path
+    name: str = "crmd"
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
+    store_url: str = ""
+    roles: tuple[str, ...] = DEFAULT_ROLES
+    event_types: tuple[str, ...] = BUILTIN_EVENT_TYPES
+    calendar: WorkCalendar = field(default_factory=WorkCalendar)
+
+    @property
+    def rules_dir(self) -> Path:
+        return self.root / "rules"
+
+    @property
+    def channels_dir(self) -> Path:
+        return self.root / "channels"
+
+    @property
+    def store_dir(self) -> Path:
+        return self.root / "store"
+
+
+def _dates(values: Any, where: str) -> list[date]:
+    if values is None:
+        return []
+    if not isinstance(values, list) or not all(isinstance(v, date) for v in values):
+        raise ConfigError(f"{where} must be a list of dates like 2027-01-01")
+    return list(values)
+
+
+def load_site(root: Path | str | None = None) -> Site:
+    """Read `site.yaml` (all keys optional) from a site directory.
+
+    The directory comes from the argument, else $CRMD_SITE, else the current directory.
+    $CRMD_STORE_URL overrides the store URL, so secrets in a PostgreSQL URL stay out of files.
+    """
+    root = Path(root or os.environ.get("CRMD_SITE") or ".").resolve()
+    if not root.is_dir():
+        raise ConfigError(f"site directory {root} does not exist")
+    path = root / SETTINGS_FILE
+    settings: dict[str, Any] = {}
+    if path.exists():
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of settings")
+        settings = loaded or {}
+    unknown = set(settings) - SETTINGS_KEYS
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown setting(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(SETTINGS_KEYS))}"
+        )
+    try:
+        tz = ZoneInfo(str(settings.get("timezone", "Asia/Shanghai")))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"{path}: timezone {settings.get('timezone')!r} is not an IANA zone "
+            f"name like Asia/Shanghai"
+        ) from None
+    cal_settings = settings.get("calendar") or {}
+    if not isinstance(cal_settings, dict) or set(cal_settings) - CALENDAR_KEYS:
+        raise ConfigError(f"{path}: calendar takes only {', '.join(sorted(CALENDAR_KEYS))}")
+    calendar = WorkCalendar(
+        extra_days_off=_dates(cal_settings.get("days_off"), f"{path}: calendar.days_off"),
+        extra_working_days=_dates(
+            cal_settings.get("working_days"), f"{path}: calendar.working_days"
+        ),
+        published_through=cal_settings.get("published_through"),
+    )
+    roles = settings.get("roles", list(DEFAULT_ROLES))
+    extra_types = settings.get("event_types", [])
+    for key, value in (("roles", roles), ("event_types", extra_types)):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{path}: {key} must be a list of names")
+    store_url = os.environ.get("CRMD_STORE_URL") or str(settings.get("store", ""))
+    if not store_url:
+        store_url = f"sqlite:///{root / 'store' / 'crmd.db'}"
+    elif store_url.startswith("sqlite:///") and not store_url.startswith("sqlite:////"):
+        # A relative SQLite path is relative to the site, not to the working directory.
+        store_url = f"sqlite:///{root / store_url.removeprefix('sqlite:///')}"
+    return Site(
+        root=root,
+        name=str(settings.get("name", root.name)),
+        timezone=tz,
+        store_url=store_url,
+        roles=tuple(roles),
+        event_types=BUILTIN_EVENT_TYPES
+        + tuple(t for t in extra_types if t not in BUILTIN_EVENT_TYPES),
+        calendar=calendar,
+    )

@@ -1,0 +1,161 @@
+"""The store: opening, migrating and transactions. Queries live in crmd/queries.py.
+
+SQLite (WAL) is the embedded default; any SQLAlchemy URL works (PostgreSQL to scale out).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from crmd.errors import CrmdError
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class StoreError(CrmdError):
+    """The store cannot be opened, read or written."""
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    """WAL, foreign keys, a busy timeout, and transactions we control (savepoints work)."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+        # Take transaction control from the sqlite3 module so BEGIN and SAVEPOINT are ours.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=10000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        # Writers take the write lock up front: no deadlock upgrading a read lock later.
+        mode = "DEFERRED" if conn.get_execution_options().get("crmd_read_only") else "IMMEDIATE"
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+class Store:
+    """A crmd store at a SQLAlchemy URL."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        parsed = make_url(url)
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.is_sqlite:
+            database = parsed.database or ""
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": 10}
+        else:
+            kwargs["pool_pre_ping"] = True
+        try:
+            self.engine = create_engine(url, **kwargs)
+        except (SQLAlchemyError, ImportError) as exc:
+            raise StoreError(f"cannot open store {self.safe_url}: {exc}") from None
+        if self.is_sqlite:
+            _sqlite_setup(self.engine)
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password hidden, for messages and logs."""
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    @classmethod
+    def open(cls, url: str, *, migrate: bool = True) -> Store:
+        store = cls(url)
+        if migrate:
+            store.migrate()
+        return store
+
+    def _alembic_config(self, connection: Connection) -> Config:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.attributes["connection"] = connection
+        return cfg
+
+    def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to `revision`, keeping every row (Alembic migrations)."""
+        try:
+            with self.engine.begin() as conn:
+                command.upgrade(self._alembic_config(conn), revision)
+        except OperationalError as exc:
+            raise StoreError(f"cannot migrate store {self.safe_url}: {exc.orig}") from None
+
+    def revision(self) -> str | None:
+        with self.read() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def head_revision(self) -> str | None:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        return ScriptDirectory.from_config(cfg).get_current_head()
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One write transaction: committed on success, rolled back on any error."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction (never takes the SQLite write lock)."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(crmd_read_only=True)
+            with conn.begin():
+                yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+class Unit:
+    """Where a tick writes: each batch its own transaction, or all rolled back (dry run).
+
+    The engine commits work in batches (`with unit.batch() as conn`). A real unit commits
+    each batch; a dry-run unit runs every batch as a savepoint inside one transaction that
+    is rolled back at the end, so `plan` runs the very code `tick` runs and writes nothing.
+    """
+
+    def __init__(self, store: Store, *, dry_run: bool = False) -> None:
+        self.store = store
+        self.dry_run = dry_run
+        self._outer: Connection | None = None
+
+    def __enter__(self) -> Unit:
+        if self.dry_run:
+            self._outer = self.store.engine.connect()
+            self._outer.begin()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._outer is not None:
+            self._outer.rollback()
+            self._outer.close()
+            self._outer = None
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[Connection]:
+        if self._outer is None:
+            with self.store.write() as conn:
+                yield conn
+        else:
+            with self._outer.begin_nested():
+                yield self._outer

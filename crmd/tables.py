@@ -1,0 +1,194 @@
+"""The store's tables (SQLAlchemy Core). Migrations in crmd/migrations must match them.
+
+Times are stored in UTC (UTCDateTime) and evaluated in the site's zone.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+# Integer primary keys autoincrement as ROWID on SQLite and BIGSERIAL-like on PostgreSQL.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware datetime stored as naive UTC; naive input is a bug and is refused."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given to the store; use aware datetimes")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # raw SQLite text, e.g. from a hand-made row
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False, default=""),
+    Column("phone", String(32), nullable=False, default=""),
+    Column("email", String(254), nullable=False, default=""),
+    Column("birthday", Date),
+    # month * 100 + day of the birthday: lets the annual trigger find a day's birthdays by index.
+    Column("birthday_md", Integer),
+    Column("member", Boolean, nullable=False, default=False),
+    Column("opt_out", Boolean, nullable=False, default=False),
+    Column("attributes", JSON, nullable=False, default=dict),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(None, "birthday_md"),
+)
+
+vehicles = Table(
+    "vehicles",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("customer_id", String(64), nullable=False),
+    Column("vin", String(32), nullable=False, default=""),
+    Column("plate", String(32), nullable=False, default=""),
+    Column("model", String(100), nullable=False, default=""),
+    Column("attributes", JSON, nullable=False, default=dict),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(None, "customer_id"),
+)
+
+# Every fact, in arrival order (seq). `id` is the caller's identifier, so re-importing the
+# same event changes nothing.
+events = Table(
+    "events",
+    metadata,
+    Column("seq", Id, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("type", String(64), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("customer_id", String(64)),
+    Column("vehicle_id", String(64)),
+    Column("task_id", BigInteger),
+    Column("data", JSON, nullable=False, default=dict),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Index(None, "type", "at"),
+    Index(None, "customer_id", "type", "at"),
+    Index(None, "vehicle_id", "type", "at"),
+    Index(None, "task_id"),
+)
+
+# Per-rule evaluation state: fires up to `watermark` are done; events up to `event_seq`
+# have been looked at for late arrivals and counting.
+rule_state = Table(
+    "rule_state",
+    metadata,
+    Column("rule_id", String(100), primary_key=True),
+    Column("since", UTCDateTime, nullable=False),
+    Column("watermark", UTCDateTime, nullable=False),
+    Column("event_seq", BigInteger, nullable=False, default=0),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# The fires ledger: one row per rule firing for one subject and occurrence, keyed so that
+# it can happen only once.
+fires = Table(
+    "fires",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("key", String(300), nullable=False, unique=True),
+    Column("rule_id", String(100), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("customer_id", String(64)),
+    Column("vehicle_id", String(64)),
+    Column("event_seq", BigInteger),
+    Column("fire_at", UTCDateTime, nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Column("status", String(16), nullable=False),  # fired | cancelled | skipped
+    Column("late", Boolean, nullable=False, default=False),
+    Column("detail", JSON, nullable=False, default=dict),
+    Index(None, "rule_id", "fire_at"),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("fire_id", BigInteger),
+    Column("rule_id", String(100), nullable=False),
+    Column("role", String(64), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("note", Text, nullable=False, default=""),
+    Column("customer_id", String(64)),
+    Column("vehicle_id", String(64)),
+    Column("available_at", UTCDateTime, nullable=False),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("status", String(16), nullable=False),  # open | done | cancelled
+    Column("overdue", Boolean, nullable=False, default=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("outcome", String(32)),
+    Column("score", Integer),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("closed_at", UTCDateTime),
+    Column("closed_note", Text),
+    Index(None, "status", "overdue", "due_at"),
+    Index(None, "status", "available_at"),
+    Index(None, "rule_id", "customer_id", "status"),
+)
+
+# Messages to send; delivery is the channels' work. One message per fire, channel and
+# recipient, however often the rule is evaluated.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("fire_id", BigInteger, nullable=False),
+    Column("rule_id", String(100), nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("customer_id", String(64)),
+    Column("recipient", String(254), nullable=False),
+    Column("subject", Text, nullable=False, default=""),
+    Column("body", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # queued | sent | failed | held | cancelled
+    Column("not_before", UTCDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("provider_ref", String(100)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    UniqueConstraint("fire_id", "channel", "recipient"),
+    Index(None, "status", "not_before"),
+)

@@ -1,0 +1,109 @@
+"""How tasks and fires look to people (rich tables) and to scripts (JSON objects)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import Row
+
+from crmd.engine import FireRecord
+from crmd.site import Site
+
+
+def _local(t: datetime | None, site: Site) -> str:
+    return "" if t is None else t.astimezone(site.timezone).strftime("%Y-%m-%d %H:%M")
+
+
+def _iso(t: datetime | None, site: Site) -> str | None:
+    return None if t is None else t.astimezone(site.timezone).isoformat()
+
+
+def is_overdue(task: Row[Any], now: datetime) -> bool:
+    return bool(task.status == "open" and (task.overdue or task.due_at <= now))
+
+
+def task_json(task: Row[Any], now: datetime, site: Site) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "rule": task.rule_id,
+        "role": task.role,
+        "title": task.title,
+        "note": task.note,
+        "customer_id": task.customer_id,
+        "vehicle_id": task.vehicle_id,
+        "available_at": _iso(task.available_at, site),
+        "due_at": _iso(task.due_at, site),
+        "status": task.status,
+        "overdue": is_overdue(task, now),
+        "attempts": task.attempts,
+        "outcome": task.outcome,
+        "score": task.score,
+        "closed_at": _iso(task.closed_at, site),
+    }
+
+
+def tasks_table(rows: Sequence[Row[Any]], now: datetime, site: Site) -> None:
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("id", "due", "role", "title", "customer", "rule", "status"):
+        table.add_column(column)
+    for t in rows:
+        status = t.status
+        if is_overdue(t, now):
+            status = "[bold red]OVERDUE[/]"
+        elif t.attempts:
+            status = f"{t.status} ({t.attempts} attempt{'s' if t.attempts > 1 else ''})"
+        table.add_row(
+            str(t.id),
+            _local(t.due_at, site),
+            t.role,
+            t.title,
+            t.customer_id or "",
+            t.rule_id,
+            status,
+        )
+    Console(soft_wrap=True).print(table)
+
+
+def fire_json(f: FireRecord, site: Site) -> dict[str, Any]:
+    return {
+        "rule": f.rule_id,
+        "key": f.key,
+        "subject": f.subject,
+        "customer_id": f.customer_id,
+        "vehicle_id": f.vehicle_id,
+        "fire_at": _iso(f.fire_at, site),
+        "status": f.status,
+        "late": f.late,
+        "reason": f.reason,
+        "actions": [
+            {k: (_iso(v, site) if isinstance(v, datetime) else v) for k, v in a.items()}
+            for a in f.actions
+        ],
+    }
+
+
+def describe_action(a: dict[str, Any], site: Site) -> str:
+    kind = a["action"]
+    if kind == "task":
+        return f"task {a['role']}: {a['title']} (due {_local(a['due_at'], site)})"
+    if kind in ("sms", "email"):
+        text = a["text"] if kind == "sms" else a["subject"]
+        if a.get("skipped"):
+            return f"{kind} not sent: {a['skipped']}"
+        return f"{kind} to {a['to']}: {text}"
+    return f"cancel open tasks of {', '.join(a['rules'])}"
+
+
+def fires_table(fires: Sequence[FireRecord], site: Site) -> None:
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("fire time", "rule", "subject", "status", "does"):
+        table.add_column(column)
+    for f in sorted(fires, key=lambda f: (f.fire_at, f.rule_id, f.subject)):
+        status = f.status + (" (late)" if f.late else "")
+        does = "; ".join(describe_action(a, site) for a in f.actions) or f.reason
+        table.add_row(_local(f.fire_at, site), f.rule_id, f.subject, status, does)
+    Console(soft_wrap=True).print(table)
