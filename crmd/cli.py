@@ -328,7 +328,7 @@ def run(app: App, dry_run: bool, interval: float, once: bool) -> None:
 
 
 @main.command()
-@click.option("--days", default=30, show_default=True, help="How much history to make up.")
+@click.option("--days", default=14, show_default=True, help="How much history to make up.")
 @pass_app
 def demo(app: App, days: int) -> None:
     """Fill an empty store with a small demo dealership, so `crmd run` has work to show."""

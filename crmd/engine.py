@@ -134,19 +134,33 @@ class Engine:
     # ------------------------------------------------------------ rule state
 
     def _prepare_states(self, unit: Unit, now: datetime, window_start: datetime | None) -> None:
+        self.start_rules(unit, now)
+        if window_start is not None:
+            with unit.batch() as conn:
+                max_seq = q.max_event_seq(conn)
+                for rule in self.rules:
+                    q.save_rule_state(conn, rule.id, window_start, max_seq, now)
+
+    def start_rules(self, unit: Unit, now: datetime, since: datetime | None = None) -> list[str]:
+        """Give every rule seen for the first time its state; returns their ids.
+
+        A new rule starts at `now` (or `since`) and so does not fire for history, unless
+        it asks for a backfill.
+        """
+        started = []
         with unit.batch() as conn:
             states = q.load_rule_states(conn)
             max_seq = q.max_event_seq(conn)
             for rule in self.rules:
-                state = states.get(rule.id)
-                if state is None:
-                    since = self._first_since(conn, rule, now)
-                    q.create_rule_state(conn, rule.id, since, max_seq, now)
-                    logger.info("new rule %s starts at %s", rule.id, since, extra={"rule": rule.id})
-                if window_start is not None:
-                    q.save_rule_state(conn, rule.id, window_start, max_seq, now)
+                if rule.id in states:
+                    continue
+                start = self._first_since(rule, now) if since is None else since
+                q.create_rule_state(conn, rule.id, start, max_seq, now)
+                started.append(rule.id)
+                logger.info("new rule %s starts at %s", rule.id, start, extra={"rule": rule.id})
+        return started
 
-    def _first_since(self, conn: Connection, rule: Rule, now: datetime) -> datetime:
+    def _first_since(self, rule: Rule, now: datetime) -> datetime:
         """Where a rule seen for the first time starts: now, unless it asks for a backfill."""
         if rule.backfill is None:
             return now

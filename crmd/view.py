@@ -14,6 +14,14 @@ from crmd.engine import FireRecord
 from crmd.site import Site
 
 
+def _console() -> Console:
+    """A console that wraps to the terminal, or not at all when output goes to a pipe."""
+    console = Console(soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(soft_wrap=True, width=240)
+    return console
+
+
 def _local(t: datetime | None, site: Site) -> str:
     return "" if t is None else t.astimezone(site.timezone).strftime("%Y-%m-%d %H:%M")
 
@@ -65,7 +73,7 @@ def tasks_table(rows: Sequence[Row[Any]], now: datetime, site: Site) -> None:
             t.rule_id,
             status,
         )
-    Console(soft_wrap=True).print(table)
+    _console().print(table)
 
 
 def fire_json(f: FireRecord, site: Site) -> dict[str, Any]:
@@ -106,4 +114,4 @@ def fires_table(fires: Sequence[FireRecord], site: Site) -> None:
         status = f.status + (" (late)" if f.late else "")
         does = "; ".join(describe_action(a, site) for a in f.actions) or f.reason
         table.add_row(_local(f.fire_at, site), f.rule_id, f.subject, status, does)
-    Console(soft_wrap=True).print(table)
+    _console().print(table)

@@ -1,0 +1,74 @@
+"""A small demo dealership, made up relative to today, so a newcomer sees crmd work at once."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, datetime, time, timedelta
+
+from crmd import queries as q
+from crmd.engine import Engine
+from crmd.errors import CrmdError
+from crmd.intake import NewEvent, record_events, upsert_customers, upsert_vehicles
+from crmd.site import Site
+from crmd.store import Store, Unit
+
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
+GIVEN = ["伟", "芳", "娜", "敏", "静", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛", "明"]
+MODELS = ["朗逸", "速腾", "帕萨特", "途观L", "迈腾", "宝来"]
+
+
+def load_demo(store: Store, site: Site, engine: Engine, now: datetime, *, days: int = 30) -> int:
+    """Fill an empty store with `days` of made-up history; returns the number of events.
+
+    Every rule is started `days` ago, as if the site had run crmd for that long, so the
+    first tick catches up on the history (its fires are marked late) and later ticks
+    keep finding new work as the made-up deliveries reach their callback days.
+    """
+    with store.read() as conn:
+        if q.max_event_seq(conn):
+            raise CrmdError(
+                f"the store {store.safe_url} already has events; the demo only fills an empty "
+                f"store (remove the file to start over)"
+            )
+    rng = random.Random(20261123)
+    tz = site.timezone
+    today = now.astimezone(tz).date()
+    customers, vehicles, events = [], [], []
+    for n in range(1, 41):
+        cid, vid = f"C{n:03d}", f"V{n:03d}"
+        birthday = date(1970 + rng.randrange(30), rng.randrange(1, 13), rng.randrange(1, 29))
+        if n <= 3:  # a few members whose birthday is today or in the next days
+            birthday = date(1985 + n, today.month, today.day) + timedelta(days=n - 1)
+        customers.append(
+            {
+                "id": cid,
+                "name": rng.choice(SURNAMES) + rng.choice(GIVEN) + rng.choice(GIVEN),
+                "phone": f"13{rng.randrange(10**9):09d}",
+                "email": f"{cid.lower()}@example.com",
+                "birthday": birthday,
+                "member": n % 2 == 1,
+                "opt_out": False,
+            }
+        )
+        vehicles.append(
+            {
+                "id": vid,
+                "customer_id": cid,
+                "vin": f"LSVDEMO{n:010d}",
+                "plate": f"粤A{rng.randrange(10**5):05d}",
+                "model": rng.choice(MODELS),
+            }
+        )
+        day = today - timedelta(days=rng.randrange(days))
+        at = datetime.combine(day, time(rng.randrange(9, 18), rng.randrange(60)), tz)
+        kind = "sale.delivered" if n % 3 else "service.completed"
+        data = {"kind": "maintenance", "mileage": rng.randrange(5000, 60000)} if n % 3 == 0 else {}
+        if at <= now:
+            events.append(NewEvent(kind, at, cid, vid, data, f"demo-{n:03d}"))
+    with Unit(store) as unit:
+        engine.start_rules(unit, now, since=now - timedelta(days=days))
+    with store.write() as conn:
+        upsert_customers(conn, customers, now)
+        upsert_vehicles(conn, vehicles, now)
+        result = record_events(conn, events, site.event_types, now)
+    return result.added
