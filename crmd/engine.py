@@ -96,6 +96,8 @@ class Engine:
         self.ruleset = ruleset
         self.rules = ruleset.enabled()
         self.writer = ActionWriter(site)
+        # Rows read and fires committed per transaction; small in crash tests.
+        self.page_size = q.PAGE
 
     # ------------------------------------------------------------ entry points
 
@@ -216,7 +218,9 @@ class Engine:
         cursor = seq_from
         while cursor < seq_upto:
             with unit.batch() as conn:
-                rows = q.events_recorded_between(conn, trigger.types, cursor, seq_upto, late_upto)
+                rows = q.events_recorded_between(
+                    conn, trigger.types, cursor, seq_upto, late_upto, self.page_size
+                )
                 if trigger.count is not None:
                     page = self._count_candidates(conn, rule, trigger, rows, since)
                 else:
@@ -226,7 +230,7 @@ class Engine:
                         if since < fire_at <= watermark:
                             page.append(_event_candidate(rule, row, fire_at))
                 produced += self._apply(conn, rule, page, now, report)
-                cursor = rows[-1].seq if len(rows) == q.PAGE else seq_upto
+                cursor = rows[-1].seq if len(rows) == self.page_size else seq_upto
                 q.save_rule_state(conn, rule.id, watermark, cursor, now)
         if trigger.count is not None:
             with unit.batch() as conn:
@@ -238,8 +242,10 @@ class Engine:
         done = False
         while not done:
             with unit.batch() as conn:
-                rows = q.events_between(conn, trigger.types, after, upto, seq_upto, page_cursor)
-                done = len(rows) < q.PAGE
+                rows = q.events_between(
+                    conn, trigger.types, after, upto, seq_upto, page_cursor, self.page_size
+                )
+                done = len(rows) < self.page_size
                 page = []
                 for row in rows:
                     fire_at = event_fire_time(trigger, row.at, tz, cal)
@@ -297,7 +303,7 @@ class Engine:
             page.append(
                 Candidate(rule, f"{rule.id}|at:{local.isoformat()}", at.astimezone(UTC), "site")
             )
-            if len(page) >= q.PAGE:
+            if len(page) >= self.page_size:
                 yield page
                 page = []
         if page:

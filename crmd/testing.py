@@ -1,0 +1,120 @@
+"""Helpers for testing sites and rules: a site in a directory, driven by an explicit clock.
+
+Used by crmd's own tests and meant for a dealership's tests of its own rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Row, func, select
+
+from crmd import queries as q
+from crmd import tasks as task_ops
+from crmd.engine import Engine, TickReport
+from crmd.intake import NewEvent, record_events, upsert_customers, upsert_vehicles
+from crmd.ruleset import load_rules
+from crmd.site import Site, load_site
+from crmd.store import Store, Unit
+from crmd.tables import events, fires, outbox, tasks
+
+
+class Harness:
+    """A site directory with a real SQLite store, rules from YAML, and time passed in."""
+
+    def __init__(self, root: Path, rules_yaml: str | None = None, store_url: str | None = None):
+        root.mkdir(parents=True, exist_ok=True)
+        if rules_yaml is not None:
+            (root / "rules").mkdir(exist_ok=True)
+            (root / "rules" / "test.yaml").write_text(rules_yaml, encoding="utf-8")
+        self.root = root
+        self.site: Site = load_site(root)
+        self.store = Store.open(store_url or f"sqlite:///{root / 'store' / 'crmd.db'}")
+        self.engine = Engine(self.site, load_rules(self.site))
+
+    def reload(self, rules_yaml: str) -> None:
+        (self.root / "rules" / "test.yaml").write_text(rules_yaml, encoding="utf-8")
+        self.engine = Engine(self.site, load_rules(self.site))
+
+    def local(self, text: str) -> datetime:
+        """A site-local time written as 'YYYY-MM-DD HH:MM', as an aware UTC datetime."""
+        return datetime.fromisoformat(text).replace(tzinfo=self.site.timezone).astimezone(UTC)
+
+    def tick(self, at: str | datetime) -> TickReport:
+        now = self.local(at) if isinstance(at, str) else at
+        with Unit(self.store) as unit:
+            return self.engine.tick(unit, now)
+
+    def plan(self, start: str, end: str) -> TickReport:
+        with Unit(self.store, dry_run=True) as unit:
+            return self.engine.tick(unit, self.local(end), window_start=self.local(start))
+
+    def customer(self, cid: str, **fields: Any) -> None:
+        record = {"id": cid, "name": fields.pop("name", f"客户{cid}"), **fields}
+        with self.store.write() as conn:
+            upsert_customers(conn, [record], datetime.now(UTC))
+
+    def vehicle(self, vid: str, customer_id: str, **fields: Any) -> None:
+        with self.store.write() as conn:
+            upsert_vehicles(conn, [{"id": vid, "customer_id": customer_id, **fields}],
+                            datetime.now(UTC))
+
+    def event(
+        self,
+        event_type: str,
+        at: str,
+        customer: str | None = None,
+        vehicle: str | None = None,
+        data: Mapping[str, Any] | None = None,
+        event_id: str = "",
+        recorded: str | None = None,
+    ) -> None:
+        when = self.local(at)
+        with self.store.write() as conn:
+            record_events(
+                conn,
+                [NewEvent(event_type, when, customer, vehicle, data or {}, event_id)],
+                self.site.event_types,
+                self.local(recorded) if recorded else when,
+            )
+
+    def attempt(self, task_id: int, outcome: str, at: str, **kw: Any) -> Row[Any]:
+        with self.store.write() as conn:
+            return task_ops.attempt(conn, task_id, outcome, self.local(at), **kw)
+
+    def done(self, task_id: int, at: str) -> Row[Any]:
+        with self.store.write() as conn:
+            return task_ops.done(conn, task_id, self.local(at))
+
+    def tasks(self, rule: str | None = None) -> list[Row[Any]]:
+        query = select(tasks).order_by(tasks.c.id)
+        if rule:
+            query = query.where(tasks.c.rule_id == rule)
+        with self.store.read() as conn:
+            return list(conn.execute(query))
+
+    def listed(self, at: str, role: str | None = None) -> list[Row[Any]]:
+        """What `crmd tasks` would list at a local time."""
+        with self.store.read() as conn:
+            return q.list_tasks(conn, self.local(at), role=role)
+
+    def fires(self, rule: str | None = None) -> list[Row[Any]]:
+        query = select(fires).order_by(fires.c.id)
+        if rule:
+            query = query.where(fires.c.rule_id == rule)
+        with self.store.read() as conn:
+            return list(conn.execute(query))
+
+    def outbox(self) -> list[Row[Any]]:
+        with self.store.read() as conn:
+            return list(conn.execute(select(outbox).order_by(outbox.c.id)))
+
+    def count(self, table: Any) -> int:
+        with self.store.read() as conn:
+            return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+    def counts(self) -> dict[str, int]:
+        return {t.name: self.count(t) for t in (events, fires, tasks, outbox)}
