@@ -183,7 +183,7 @@ class ActionWriter:
                     _message("sms", customer, customer.get("phone"), "", action.text.render(ctx))
                 )
             elif isinstance(action, EmailAction):
-                to = list(action.to) or [customer.get("email")]
+                to = list(action.to) or [str(customer.get("email") or "")]
                 msg = _message(
                     "email",
                     customer if not action.to else {},
@@ -320,7 +320,7 @@ class ActionWriter:
                     q.insert_events(
                         conn,
                         [
-                            self.task_event(t._mapping, TASK_CANCELLED, record.fire_at, now)
+                            self.task_event(t, TASK_CANCELLED, record.fire_at, now)
                             for t in open_tasks
                         ],
                     )

@@ -59,8 +59,9 @@ class Harness:
 
     def vehicle(self, vid: str, customer_id: str, **fields: Any) -> None:
         with self.store.write() as conn:
-            upsert_vehicles(conn, [{"id": vid, "customer_id": customer_id, **fields}],
-                            datetime.now(UTC))
+            upsert_vehicles(
+                conn, [{"id": vid, "customer_id": customer_id, **fields}], datetime.now(UTC)
+            )
 
     def event(
         self,

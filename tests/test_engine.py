@@ -59,8 +59,11 @@ def test_new_rule_ignores_history_unless_backfilled(make_site: MakeSite) -> None
     h.customer("C1")
     h.event("sale.delivered", "2026-10-01 10:00", "C1")
     assert h.tick("2026-11-01 08:00").fires == []
-    h.reload(CALLBACK.replace("description: P1", "description: P1\n    backfill: 40 days")
-             .replace("sales-callback", "sales-callback-2"))
+    h.reload(
+        CALLBACK.replace("description: P1", "description: P1\n    backfill: 40 days").replace(
+            "sales-callback", "sales-callback-2"
+        )
+    )
     report = h.tick("2026-11-01 08:00")
     assert [f.rule_id for f in report.fires] == ["sales-callback-2"]
     assert report.fires[0].late
@@ -228,8 +231,7 @@ def test_birthday_sms_in_the_morning_and_29_february(make_site: MakeSite) -> Non
     h.customer("C1", name="王五", phone="13800000001", member=True, birthday=dt.date(1988, 2, 29))
     h.customer("C2", name="赵六", phone="13800000002", member=True, birthday=dt.date(1990, 2, 28))
     h.customer("C3", name="孙七", phone="13800000003", member=False, birthday=dt.date(1990, 2, 28))
-    h.customer("C4", phone="13800000004", member=True, birthday=dt.date(1990, 2, 28),
-               opt_out=True)
+    h.customer("C4", phone="13800000004", member=True, birthday=dt.date(1990, 2, 28), opt_out=True)
     assert h.tick("2027-02-28 08:59").fires == []
     report = h.tick("2027-02-28 09:00")
     assert sorted(f.customer_id for f in report.fires) == ["C1", "C2", "C4"]
@@ -293,7 +295,8 @@ rules:
     report = h.tick(f"{last + 1}-01-10 00:00")
     assert [f.rule_id for f in report.fires] == ["sales-callback"]
     assert len(report.errors) == 1
-    assert f"{last + 1}" in report.errors[0] and "service-callback" in report.errors[0]
+    assert f"{last + 1}" in report.errors[0]
+    assert "service-callback" in report.errors[0]
     assert h.tasks("service-callback") == []
 
 
