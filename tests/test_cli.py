@@ -1,0 +1,179 @@
+"""The `crmd` command, as a user types it, against a site directory with a real SQLite store."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from crmd.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    """A copy of the shipped site (rules and settings), with an empty store."""
+    root = tmp_path / "site"
+    shutil.copytree(REPO / "rules", root / "rules")
+    shutil.copy(REPO / "site.yaml", root / "site.yaml")
+    return root
+
+
+def crmd(site: Path, *args: str) -> Result:
+    return CliRunner().invoke(main, ["--site", str(site), *args], catch_exceptions=False)
+
+
+def test_check_passes_on_the_shipped_rules(site: Path) -> None:
+    result = crmd(site, "check")
+    assert result.exit_code == 0, result.output
+    assert "rules/callbacks.yaml: " in result.output
+    assert result.output.strip().splitlines()[-1].startswith("ok: ")
+
+
+def test_check_reports_file_line_col_and_exits_1(site: Path) -> None:
+    (site / "rules" / "broken.yaml").write_text(
+        "rules:\n  - id: x\n    when: {event: sale.delivered, aftr: 3 days}\n    do: []\n",
+        encoding="utf-8",
+    )
+    result = crmd(site, "check")
+    assert result.exit_code == 1
+    assert "rules/broken.yaml:3:" in result.stderr
+    assert "aftr" in result.stderr
+
+
+def seed(site: Path) -> None:
+    (site / "customers.csv").write_text(
+        "id,name,phone,email,birthday,member,opt_out\nC1,张三,13800138000,,1990-05-01,true,false\n",
+        encoding="utf-8-sig",
+    )
+    (site / "vehicles.csv").write_text(
+        "id,customer_id,vin,plate,model\nV1,C1,LSV123,粤A12345,朗逸\n", encoding="utf-8"
+    )
+    assert crmd(site, "--now", "2026-11-01T08:00", "tick").exit_code == 0
+    assert crmd(site, "import", str(site / "customers.csv"), "--kind", "customers").exit_code == 0
+    assert crmd(site, "import", str(site / "vehicles.csv"), "--kind", "vehicles").exit_code == 0
+    result = crmd(
+        site,
+        "--now",
+        "2026-11-02T15:00",
+        "event",
+        "sale.delivered",
+        "--customer",
+        "C1",
+        "--vehicle",
+        "V1",
+        "--data",
+        "advisor=小李",
+    )
+    assert result.exit_code == 0, result.output
+
+
+def tasks_json(site: Path, now: str, *extra: str) -> list[dict[str, object]]:
+    result = crmd(site, "--now", now, "tasks", "--json", *extra)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)  # type: ignore[no-any-return]
+
+
+def test_event_tick_and_tasks_window(site: Path) -> None:
+    seed(site)
+    assert crmd(site, "--now", "2026-11-04T23:59", "tick").exit_code == 0
+    assert tasks_json(site, "2026-11-04T23:59") == []
+    result = crmd(site, "--now", "2026-11-05T00:00", "tick")
+    assert result.exit_code == 0
+    assert "1 fired" in result.output
+    (task,) = tasks_json(site, "2026-11-05T00:00")
+    assert task["rule"] == "sales-callback"
+    assert task["role"] == "sales_callback"
+    assert task["title"] == "销售回访 张三 朗逸"
+    assert task["customer_id"] == "C1"
+    assert task["vehicle_id"] == "V1"
+    assert task["available_at"] == "2026-11-05T00:00:00+08:00"
+    assert task["due_at"] == "2026-11-07T23:59:00+08:00"
+    assert task["status"] == "open"
+    assert task["overdue"] is False
+    # Before its window the task exists but is not listed; --all shows it.
+    assert tasks_json(site, "2026-11-04T12:00") == []
+    assert len(tasks_json(site, "2026-11-04T12:00", "--all")) == 1
+    (late,) = tasks_json(site, "2026-11-08T00:00")
+    assert late["overdue"] is True
+    assert tasks_json(site, "2026-11-05T00:00", "--role", "sales") == []
+
+
+def test_attempts_and_done(site: Path) -> None:
+    seed(site)
+    crmd(site, "--now", "2026-11-05T00:00", "tick")
+    (task,) = tasks_json(site, "2026-11-05T10:00")
+    tid = str(task["id"])
+    result = crmd(
+        site, "--now", "2026-11-05T10:00", "task", "attempt", tid, "--outcome", "no_answer"
+    )
+    assert result.exit_code == 0
+    assert "attempt 1" in result.output
+    assert "open" in result.output
+    result = crmd(
+        site,
+        "--now",
+        "2026-11-05T11:00",
+        "task",
+        "attempt",
+        tid,
+        "--outcome",
+        "reached",
+        "--score",
+        "9",
+    )
+    assert "done" in result.output
+    assert tasks_json(site, "2026-11-05T11:00") == []
+    result = crmd(site, "task", "done", tid)
+    assert result.exit_code == 1
+    assert "already done" in result.stderr
+    result = crmd(site, "task", "done", "999")
+    assert result.exit_code == 1
+    assert "no task 999" in result.stderr
+
+
+def snapshot(site: Path) -> list[tuple[object, ...]]:
+    """Every row of every table, to prove a command wrote nothing."""
+    with sqlite3.connect(site / "store" / "crmd.db") as con:
+        names = [r[0] for r in con.execute("select name from sqlite_master where type='table'")]
+        return [
+            (name, *row) for name in sorted(names) for row in con.execute(f"select * from {name}")
+        ]
+
+
+def test_plan_lists_fires_and_writes_nothing(site: Path) -> None:
+    seed(site)
+    crmd(site, "--now", "2026-11-02T16:00", "tick")
+    before = snapshot(site)
+    result = crmd(
+        site,
+        "--now",
+        "2026-11-02T16:00",
+        "plan",
+        "--from",
+        "2026-11-02T16:00",
+        "--to",
+        "2026-12-01T00:00",
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    planned = json.loads(result.output)["fires"]
+    rules = sorted({f["rule"] for f in planned})
+    assert "sales-callback" in rules
+    assert "monthly-cr-report" not in rules  # its next fire is 1 December 09:00
+    callback = next(f for f in planned if f["rule"] == "sales-callback")
+    assert callback["fire_at"] == "2026-11-05T00:00:00+08:00"
+    assert callback["actions"][0]["title"] == "销售回访 张三 朗逸"
+    assert tasks_json(site, "2026-11-06T00:00") == []
+    assert snapshot(site) == before
+
+
+def test_bad_now_is_a_clear_error(site: Path) -> None:
+    result = CliRunner().invoke(main, ["--site", str(site), "--now", "yesterday", "tasks"])
+    assert result.exit_code == 2
+    assert "ISO-8601" in result.output + result.stderr
