@@ -6,10 +6,12 @@ together or not at all.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from jinja2 import TemplateError
 from sqlalchemy import Connection, Row
 
 from crmd import queries as q
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from crmd.engine import Candidate, FireRecord
 
 Context = dict[str, Any]
+logger = logging.getLogger(__name__)
 
 
 def record_fields(row: Row[Any] | None) -> dict[str, Any] | None:
@@ -123,7 +126,24 @@ class ActionWriter:
         records: list[FireRecord] = []
         for c, ctx in kept:
             ctx["fire"] = {"at": c.fire_at.astimezone(self.site.timezone), "rule": rule.id}
-            status = "cancelled" if c.key in cancelled else "fired"
+            status, reason = (
+                ("cancelled", cancelled[c.key]) if c.key in cancelled else ("fired", "")
+            )
+            actions: list[dict[str, Any]] = []
+            if status == "fired":
+                try:
+                    actions = self._render(rule, c, ctx)
+                except (TemplateError, TypeError, ValueError, AttributeError) as exc:
+                    # A template that fails for one subject (say, data it expected is missing)
+                    # is recorded as a failed fire, visible in the ledger, and blocks nobody.
+                    status, reason = "failed", f"template error: {exc}"
+                    logger.error(
+                        "rule %s failed for %s: %s",
+                        rule.id,
+                        c.subject,
+                        exc,
+                        extra={"rule": rule.id, "subject": c.subject},
+                    )
             records.append(
                 FireRecord(
                     rule_id=rule.id,
@@ -134,8 +154,8 @@ class ActionWriter:
                     late=now - c.fire_at > late_after,
                     customer_id=c.customer_id,
                     vehicle_id=c.vehicle_id,
-                    actions=self._render(rule, c, ctx) if status == "fired" else [],
-                    reason=cancelled.get(c.key, ""),
+                    actions=actions,
+                    reason=reason,
                 )
             )
         fire_ids = q.insert_fires(

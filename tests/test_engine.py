@@ -339,3 +339,28 @@ def test_crash_at_any_page_loses_and_doubles_nothing(site: Harness, crash_at: in
     assert len(tasks) == 40
     assert len({t.customer_id for t in tasks}) == 40
     assert len(site.fires()) == 40
+
+
+def test_a_template_failing_for_one_subject_is_a_failed_fire(make_site: MakeSite) -> None:
+    h = make_site(
+        """
+rules:
+  - id: mileage-note
+    when: {event: service.completed}
+    do:
+      - task: {role: service_callback, title: "{{ event.plate.upper() }} 保养"}
+"""
+    )
+    h.tick("2026-11-01 00:00")
+    h.customer("C1")
+    h.customer("C2")
+    h.event("service.completed", "2026-11-02 10:00", "C1", data={"plate": "yue-a1"})
+    # A number where the rule expects text: the template cannot render for this subject.
+    h.event("service.completed", "2026-11-02 10:00", "C2", data={"plate": 12345})
+    report = h.tick("2026-11-02 10:01")
+    assert sorted((f.customer_id, f.status) for f in report.fires) == [
+        ("C1", "fired"),
+        ("C2", "failed"),
+    ]
+    assert [t.title for t in h.tasks()] == ["YUE-A1 保养"]
+    assert h.fires()[1].detail["reason"].startswith("template error")
