@@ -177,3 +177,17 @@ def test_bad_now_is_a_clear_error(site: Path) -> None:
     result = CliRunner().invoke(main, ["--site", str(site), "--now", "yesterday", "tasks"])
     assert result.exit_code == 2
     assert "ISO-8601" in result.output + result.stderr
+
+
+def test_demo_then_daemon_once_creates_tasks(site: Path) -> None:
+    result = crmd(site, "--now", "2026-11-23T10:00", "demo")
+    assert result.exit_code == 0, result.output
+    assert crmd(site, "--now", "2026-11-23T10:00", "demo").exit_code == 1  # not twice
+    dry = crmd(site, "--now", "2026-11-23T10:00", "run", "--once", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert tasks_json(site, "2026-11-23T10:00") == []  # the dry run wrote nothing
+    result = crmd(site, "--now", "2026-11-23T10:00", "run", "--once")
+    assert result.exit_code == 0, result.output
+    listed = tasks_json(site, "2026-11-23T10:00")
+    assert {t["rule"] for t in listed} >= {"sales-callback", "service-callback"}
+    assert all(t["available_at"] <= "2026-11-23T10:00:00+08:00" for t in listed)
