@@ -145,7 +145,7 @@ def describe_trigger(trigger: Trigger) -> str:
         return f"every year on {trigger.field} at {trigger.at:%H:%M}"
     what = " or ".join(trigger.types)
     if trigger.count:
-        return f"the {trigger.count}th {what} per {trigger.per}"
+        return f"{what} number {trigger.count} per {trigger.per}"
     text = f"{what}"
     if trigger.after:
         text += f" + {trigger.after}"

@@ -39,7 +39,7 @@ from crmd.rule import (
 from crmd.rule_schema import JsonPath, did_you_mean, name_of, schema_problems
 from crmd.schedules import ScheduleSpecError, Shift, parse_shift, schedule_from_spec
 from crmd.site import Site
-from crmd.templates import Template
+from crmd.templates import EventFields, Template
 
 __all__ = ["check_summary", "load_rule_files", "load_rules", "sample_context"]
 
@@ -688,13 +688,6 @@ _PARSER = jinja2.Environment()  # parses only: the names and fields a template u
 _RECORDS = ("customer", "vehicle", "event", "task")
 
 
-class _FreeForm(dict[str, Any]):
-    """Event data is free-form: a field the sample does not have renders as ''."""
-
-    def __missing__(self, key: str) -> str:
-        return ""
-
-
 def sample_context(
     site: Site, rule_id: str, kind: Kind, event_types: Sequence[str] = ()
 ) -> dict[str, Any]:
@@ -724,7 +717,7 @@ def sample_context(
                 "id": 1, "title": "回访", "role": "cr_specialist", "rule": "sample-rule",
                 "due_at": fire_at + timedelta(days=1),
             }  # fmt: skip
-        context["event"] = event if all(tasks) else _FreeForm(event)
+        context["event"] = event if all(tasks) else EventFields(event)
     context["fire"] = {"at": fire_at, "rule": rule_id}
     context["site"] = {"name": site.name, "timezone": tz.key}
     return context
