@@ -1,0 +1,433 @@
+"""Calendar schedules: each kind only answers "when is the next fire after t?" in local time."""
+
+from __future__ import annotations
+
+import calendar
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Literal, Protocol, TypeVar, get_args
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+
+from crmd.offsets import local_datetime, parse_time_of_day, to_local
+from crmd.workcal import WorkCalendar
+
+DayWord = Literal["last", "first_working_day", "last_working_day"]
+DaySpec = int | DayWord
+Shift = Literal["none", "previous_working_day", "next_working_day"]
+ALL_MONTHS: tuple[int, ...] = tuple(range(1, 13))
+_ONE_DAY = timedelta(days=1)
+_GAP_LOOKBACK = timedelta(hours=3)  # more than any DST gap (2 hours at most)
+_T = TypeVar("_T")
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+class Schedule(Protocol):
+    """A calendar schedule in a site's zone.
+
+    Implementations compare times in UTC: Python compares two datetimes of the same zone
+    by wall-clock time, ignoring fold, which gets the repeated hour of autumn wrong.
+    """
+
+    def next_after(self, t: datetime) -> datetime:
+        """The first fire strictly after `t` (aware, any zone), as an aware local datetime."""
+
+    def describe(self) -> str:
+        """A short English description, e.g. "monthly on day 10 at 09:00"."""
+
+
+class ScheduleSpecError(ValueError):
+    """A schedule written wrongly in a rule file; `key` names the offending key, if one."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def occurrences(schedule: Schedule, start: datetime, end: datetime) -> Iterator[datetime]:
+    """Every fire of `schedule` in (start, end]."""
+    t, last = start, to_local(end, UTC)
+    while (t := schedule.next_after(t)).astimezone(UTC) <= last:
+        yield t
+
+
+def _check_at(at: time) -> None:
+    if at.tzinfo is not None:
+        raise ValueError(f"{at!r}: a schedule's time of day is local, without a zone")
+
+
+# -- cron ---------------------------------------------------------------------------------
+
+_CRON_ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+_CRON_HELP = (
+    "write 5 fields (minute hour day-of-month month day-of-week), like '30 9 * * 1-5', "
+    "or one of " + ", ".join(_CRON_ALIASES)
+)
+_RANDOM_ITEM = re.compile(r"^[hr](\(|/|$)", re.IGNORECASE)
+
+
+def parse_cron(expr: str) -> str:
+    """Check a 5-field cron expression (or @daily and friends); return it normalised."""
+    if not isinstance(expr, str):
+        raise ValueError(f"{expr!r} is not a cron expression: {_CRON_HELP}")
+    fields = expr.split()
+    text = " ".join(fields)
+    if len(fields) == 1 and fields[0].lower() in _CRON_ALIASES:
+        text = fields[0].lower()
+    elif len(fields) != 5:
+        raise ValueError(f"{expr!r} is not a cron expression: {_CRON_HELP}")
+    # croniter's R and H fields pick a random or hashed value per iterator: a fire time
+    # must come out the same every time it is computed, so they are refused.
+    if any(_RANDOM_ITEM.match(item) for field in fields for item in field.split(",")):
+        raise ValueError(
+            f"{expr!r} is not a cron expression: random (R) and hashed (H) fields are not "
+            f"supported; {_CRON_HELP}"
+        )
+    try:
+        croniter(text, datetime.combine(date(2001, 1, 1), time())).get_next(datetime)
+    except (ValueError, KeyError, TypeError) as error:
+        # CroniterBadDateError (a ValueError) means it never fires, such as '0 0 30 2 *'.
+        reason = str(error) or type(error).__name__
+        if "failed to find" in reason:
+            reason = "it matches no date"
+        raise ValueError(f"{expr!r} is not a cron expression: {reason}; {_CRON_HELP}") from None
+    return text
+
+
+@dataclass(frozen=True)
+class CronSchedule:
+    """A cron expression evaluated on the local wall clock.
+
+    Each local wall-clock time fires once: a time skipped when clocks go forward fires
+    later by the length of the gap (02:30 -> 03:30), and a time shown twice when clocks go
+    back fires the first time only. croniter is fed naive local times for this; given aware
+    ones it fires a skipped time at the end of the gap and a repeated time twice.
+    """
+
+    expr: str
+    tz: ZoneInfo
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "expr", parse_cron(self.expr))
+
+    def next_after(self, t: datetime) -> datetime:
+        local = to_local(t, self.tz)
+        after = local.astimezone(UTC)
+        wall = local.replace(tzinfo=None, fold=0)
+        if (after - _GAP_LOOKBACK).astimezone(self.tz).utcoffset() != local.utcoffset():
+            wall -= _GAP_LOOKBACK  # a time skipped just before t fires later, maybe after t
+        candidates = croniter(self.expr, wall)
+        best: datetime | None = None
+        while True:
+            wall = candidates.get_next(datetime)
+            # Fires keep the order of their wall times, except that a skipped time moves
+            # on by the gap: once past the best fire's wall time, nothing can beat it.
+            if best is not None and wall > best.replace(tzinfo=None):
+                return best
+            fire = local_datetime(wall.date(), wall.time(), self.tz)
+            if fire.astimezone(UTC) > after and (
+                best is None or fire.astimezone(UTC) < best.astimezone(UTC)
+            ):
+                best = fire
+
+    def describe(self) -> str:
+        return f"cron '{self.expr}'"
+
+
+# -- daily and weekly ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DailySchedule:
+    """Every day (or every working day) at a local time."""
+
+    at: time
+    tz: ZoneInfo
+    cal: WorkCalendar
+    working_days_only: bool = False
+
+    def __post_init__(self) -> None:
+        _check_at(self.at)
+
+    def next_after(self, t: datetime) -> datetime:
+        local = to_local(t, self.tz)
+        after, day = local.astimezone(UTC), local.date() - _ONE_DAY
+        while True:
+            fire = local_datetime(day, self.at, self.tz)
+            # Ask the calendar only about days that could fire: it refuses unpublished years.
+            if fire.astimezone(UTC) > after and (
+                not self.working_days_only or self.cal.is_working_day(day)
+            ):
+                return fire
+            day += _ONE_DAY
+
+    def describe(self) -> str:
+        every = "every working day" if self.working_days_only else "daily"
+        return f"{every} at {self.at:%H:%M}"
+
+
+@dataclass(frozen=True)
+class WeeklySchedule:
+    """On some days of the week (0 = Monday) at a local time."""
+
+    weekdays: tuple[int, ...]
+    at: time
+    tz: ZoneInfo
+
+    def __post_init__(self) -> None:
+        _check_at(self.at)
+        if not self.weekdays or any(type(w) is not int or not 0 <= w <= 6 for w in self.weekdays):
+            raise ValueError(f"weekdays must be 0 (Monday) to 6 (Sunday), not {self.weekdays!r}")
+        object.__setattr__(self, "weekdays", tuple(sorted(set(self.weekdays))))
+
+    def next_after(self, t: datetime) -> datetime:
+        local = to_local(t, self.tz)
+        after, day = local.astimezone(UTC), local.date() - _ONE_DAY
+        while True:
+            if day.weekday() in self.weekdays:
+                fire = local_datetime(day, self.at, self.tz)
+                if fire.astimezone(UTC) > after:
+                    return fire
+            day += _ONE_DAY
+
+    def describe(self) -> str:
+        days = ", ".join(_WEEKDAYS[w] for w in self.weekdays)
+        return f"weekly on {days} at {self.at:%H:%M}"
+
+
+# -- monthly and quarterly ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MonthlySchedule:
+    """On some days of some months at a local time, optionally moved off days off.
+
+    A day number past the month's end means its last day (30 in February is the 28th or
+    29th); specs landing on the same date fire once. `shift` moves a day that is not a
+    working day to the previous or next working day; fires stay strictly increasing.
+    """
+
+    days: tuple[DaySpec, ...]
+    at: time
+    tz: ZoneInfo
+    cal: WorkCalendar
+    months: tuple[int, ...] = ALL_MONTHS
+    shift: Shift = "none"
+
+    def __post_init__(self) -> None:
+        _check_at(self.at)
+        days = parse_day_spec(list(self.days))  # also accepts "last day", "10", ...
+        if not self.months or any(type(m) is not int or not 1 <= m <= 12 for m in self.months):
+            raise ValueError(f"months must be 1 to 12, not {self.months!r}")
+        if self.shift not in get_args(Shift):
+            raise ValueError(f"shift must be one of {get_args(Shift)}, not {self.shift!r}")
+        numbers = sorted({s for s in days if isinstance(s, int)})
+        words = [w for w in get_args(DayWord) if w in days]
+        object.__setattr__(self, "days", (*numbers, *words))
+        object.__setattr__(self, "months", tuple(sorted(set(self.months))))
+
+    def next_after(self, t: datetime) -> datetime:
+        local = to_local(t, self.tz)
+        # Start a month early: "next working day" can carry the 31st into the next month.
+        year, month = (local.year, local.month - 1) if local.month > 1 else (local.year - 1, 12)
+        lookback = True
+        while True:
+            if month in self.months:
+                fire = self._first_fire_in(year, month, local.astimezone(UTC), lookback)
+                if fire is not None:
+                    return fire
+            lookback = False
+            year, month = (year, month + 1) if month < 12 else (year + 1, 1)
+
+    def _first_fire_in(
+        self, year: int, month: int, after: datetime, lookback: bool
+    ) -> datetime | None:
+        """The month's earliest fire after `after` (UTC); None if it has none.
+
+        Shifting is monotonic, so the month's fires all come after the previous month's
+        and before the next month's (or coincide, and coinciding fires fire once).
+        """
+        if lookback and self.shift != "next_working_day":
+            return None  # nothing from before t's month can land after t
+        last = calendar.monthrange(year, month)[1]
+        fires: list[datetime] = []
+        for spec in self.days:
+            if lookback and spec in ("first_working_day", "last_working_day"):
+                continue  # a working day of an earlier month is before t
+            if spec == "first_working_day":
+                day = self.cal.first_working_day(year, month)
+            elif spec == "last_working_day":
+                day = self.cal.last_working_day(year, month)
+            else:
+                day = date(year, month, last if spec == "last" else min(spec, last))
+                if self.shift == "previous_working_day":
+                    if local_datetime(day, self.at, self.tz).astimezone(UTC) <= after:
+                        continue  # moving earlier keeps it <= after; no need to ask the calendar
+                    day = self.cal.previous_working_day(day)
+                elif self.shift == "next_working_day":
+                    day = self.cal.next_working_day(day)
+            fire = local_datetime(day, self.at, self.tz).astimezone(UTC)
+            if fire > after:
+                fires.append(fire)
+        return min(fires).astimezone(self.tz) if fires else None
+
+    def describe(self) -> str:
+        words = {w: "the " + w.replace("_", " ") for w in get_args(DayWord)}
+        words["last"] = "the last day"
+        numbers = [str(s) for s in self.days if isinstance(s, int)]
+        parts = [f"day{'s' if len(numbers) > 1 else ''} {', '.join(numbers)}"] if numbers else []
+        parts += [words[s] for s in self.days if isinstance(s, str)]
+        on = " and ".join(parts)
+        first = self.months[0]
+        if self.months == ALL_MONTHS:
+            text = f"monthly on {on}"
+        elif first <= 3 and self.months == (first, first + 3, first + 6, first + 9):
+            text = f"quarterly on {on}" + (f" of month {first} of the quarter" if first > 1 else "")
+        else:
+            text = f"on {on} of {', '.join(_MONTHS[m - 1] for m in self.months)}"
+        text += f" at {self.at:%H:%M}"
+        if self.shift != "none":
+            text += f", moved to the {self.shift.replace('_', ' ')} if a day off"
+        return text
+
+
+def quarterly(
+    days: tuple[DaySpec, ...],
+    at: time,
+    tz: ZoneInfo,
+    cal: WorkCalendar,
+    *,
+    month_of_quarter: int = 1,
+    shift: Shift = "none",
+) -> MonthlySchedule:
+    """A MonthlySchedule in one month of each quarter (the first: Jan, Apr, Jul, Oct)."""
+    if month_of_quarter not in (1, 2, 3):
+        raise ValueError(f"month_of_quarter must be 1, 2 or 3, not {month_of_quarter!r}")
+    months = tuple(month_of_quarter + 3 * q for q in range(4))
+    return MonthlySchedule(days, at, tz, cal, months=months, shift=shift)
+
+
+# -- the YAML forms -----------------------------------------------------------------------
+
+_KEYS: dict[str, tuple[str, ...]] = {
+    "cron": ("cron",),
+    "daily": ("daily", "days"),
+    "weekly": ("weekly", "at"),
+    "monthly": ("monthly", "at", "shift"),
+    "quarterly": ("quarterly", "at", "shift"),
+}
+_SCHEDULE_HELP = (
+    "write one of {cron: '30 9 * * 1-5'}, {daily: '09:30'} (with days: working for working "
+    "days only), {weekly: monday, at: '12:00'}, {monthly: 10, at: '09:00'} or "
+    "{quarterly: 1, at: '09:00'}; monthly and quarterly take shift: previous working day"
+)
+_DAY_HELP = (
+    "write a day of the month 1..31 (past the month's end means its last day), 'last', "
+    "'first working day' or 'last working day', or a list of them, like [15, 30]"
+)
+_WEEKDAY_HELP = "write monday..sunday, mon..sun, 周一..周日 or 星期一..星期日, or a list of them"
+_WEEKDAY_WORDS: dict[str, int] = {}
+for _number, _name in enumerate(_WEEKDAYS):
+    _cn = "一二三四五六日"[_number]
+    for _word in (_name.lower(), _name[:3].lower(), f"周{_cn}", f"星期{_cn}"):
+        _WEEKDAY_WORDS[_word] = _number
+_WEEKDAY_WORDS.update({"tues": 1, "thur": 3, "thurs": 3, "周天": 6, "星期天": 6})
+_DAY_WORDS: dict[str, DayWord] = {
+    **dict.fromkeys(("last", "last day", "最后一天", "月末"), "last"),
+    **dict.fromkeys(("first working day", "第一个工作日", "首个工作日"), "first_working_day"),
+    **dict.fromkeys(("last working day", "最后一个工作日"), "last_working_day"),
+}
+_SHIFT_WORDS: dict[str, Shift] = {s.replace("_", " "): s for s in get_args(Shift)}
+
+
+def _words(text: str) -> str:
+    return " ".join(text.replace("_", " ").casefold().split())
+
+
+def parse_weekdays(value: object) -> tuple[int, ...]:
+    """Read `monday`, `mon`, `周一`, `星期一` or a list of them; 0 is Monday."""
+    items = value if isinstance(value, list) and value else [value]
+    found = {_WEEKDAY_WORDS.get(_words(i)) if isinstance(i, str) else None: i for i in items}
+    if None in found:
+        raise ValueError(f"{found[None]!r} is not a day of the week: {_WEEKDAY_HELP}")
+    return tuple(sorted(w for w in found if w is not None))
+
+
+def parse_day_spec(value: object) -> tuple[DaySpec, ...]:
+    """Read a day of the month: 10, "10", last, "first working day", ... or a list of them."""
+    found: list[DaySpec] = []
+    for item in value if isinstance(value, list) and value else [value]:
+        spec: DaySpec | None = None
+        if isinstance(item, int) and not isinstance(item, bool):
+            spec = item if 1 <= item <= 31 else None
+        elif isinstance(item, str):
+            word = _words(item)
+            spec = int(word) if word.isdecimal() and 1 <= int(word) <= 31 else _DAY_WORDS.get(word)
+        if spec is None:
+            raise ValueError(f"{item!r} is not a day of the month: {_DAY_HELP}")
+        found.append(spec)
+    return tuple(found)
+
+
+def parse_shift(value: object) -> Shift:
+    """Read `previous working day` or `next working day` (underscores work too)."""
+    shift = _SHIFT_WORDS.get(_words(value)) if isinstance(value, str) else None
+    if shift is None:
+        raise ValueError(
+            f"{value!r} is not a shift: write 'previous working day' or 'next working day'"
+        )
+    return shift
+
+
+def _parse_days(value: object) -> bool:
+    """Read daily's `days`: True for working days only."""
+    word = _words(value) if isinstance(value, str) else None
+    if word not in ("all", "every day", "working", "working days", "工作日"):
+        raise ValueError(
+            f"{value!r} is not a choice of days: write days: working (China's working days), "
+            f"or leave days out for every day"
+        )
+    return word not in ("all", "every day")
+
+
+def schedule_from_spec(spec: Mapping[str, Any], tz: ZoneInfo, cal: WorkCalendar) -> Schedule:
+    """Build a schedule from a rule's `when` mapping, such as {monthly: 10, at: "09:00"}.
+
+    Raises ScheduleSpecError (a ValueError) naming the bad value, with its key in `key`.
+    """
+    kinds = [k for k in _KEYS if k in spec]
+    if len(kinds) != 1:
+        found = f"found {' and '.join(kinds)}" if kinds else "found none"
+        raise ScheduleSpecError(f"a schedule takes exactly one kind ({found}): {_SCHEDULE_HELP}")
+    kind = kinds[0]
+    for key in spec:
+        if key not in _KEYS[kind]:
+            allowed = ", ".join(_KEYS[kind][1:]) or "no other keys"
+            raise ScheduleSpecError(
+                f"{key!r} does not go with {kind} (it takes {allowed}): {_SCHEDULE_HELP}", key
+            )
+    value = spec[kind]
+    if kind == "cron":
+        return _read(kind, lambda v: CronSchedule(v, tz), value)
+    if kind == "daily":
+        at = _read(kind, parse_time_of_day, value)
+        return DailySchedule(at, tz, cal, _read("days", _parse_days, spec.get("days", "all")))
+    at = _read("at", parse_time_of_day, spec.get("at", "00:00"))
+    if kind == "weekly":
+        return WeeklySchedule(_read(kind, parse_weekdays, value), at, tz)
+    days = _read(kind, parse_day_spec, value)
+    shift = _read("shift", parse_shift, spec.get("shift", "none"))
+    if kind == "monthly":
+        return MonthlySchedule(days, at, tz, cal, shift=shift)
+    return quarterly(days, at, tz, cal, shift=shift)
+
+
+def _read(key: str, parse: Callable[[Any], _T], value: object) -> _T:
+    try:
+        return parse(value)
+    except ValueError as error:
+        raise ScheduleSpecError(str(error), key) from None
