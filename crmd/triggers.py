@@ -24,7 +24,8 @@ def event_fire_time(
         t = trigger.after.apply(t, tz, cal)
     if trigger.count is None and trigger.at is not None:
         aligned = align(t, trigger.at, tz)
-        if trigger.after is None and aligned < t:
+        # Compared in UTC: same-zone comparisons ignore `fold` around DST changes.
+        if trigger.after is None and aligned.astimezone(UTC) < t.astimezone(UTC):
             # Without an offset, `at` means the first such time at or after the event.
             aligned = align(t + DAY, trigger.at, tz)
         t = aligned
@@ -92,7 +93,7 @@ def due_time(due: Due | None, fire_at: datetime, tz: ZoneInfo, cal: WorkCalendar
         elif due.shift == "next_working_day":
             day = cal.next_working_day(day)
         candidate = align(datetime.combine(day, time(12), tz), at, tz)
-        if candidate >= local:
+        if candidate.astimezone(UTC) >= fire_at.astimezone(UTC):
             return candidate.astimezone(UTC)
         year, month = (year + 1, 1) if month == 12 else (year, month + 1)
     raise AssertionError("a day of the month always recurs within three months")

@@ -74,6 +74,10 @@ def seed(site: Path) -> None:
 
 
 def tasks_json(site: Path, now: str, *extra: str) -> list[dict[str, object]]:
+    """Tasks as `crmd tasks --json` lists them; by default only the sales callbacks."""
+    if "--role" not in extra and "--all" not in extra and "any" not in extra:
+        extra = (*extra, "--role", "sales_callback")
+    extra = tuple(e for e in extra if e != "any")
     result = crmd(site, "--now", now, "tasks", "--json", *extra)
     assert result.exit_code == 0, result.output
     return json.loads(result.output)  # type: ignore[no-any-return]
@@ -98,10 +102,16 @@ def test_event_tick_and_tasks_window(site: Path) -> None:
     assert task["overdue"] is False
     # Before its window the task exists but is not listed; --all shows it.
     assert tasks_json(site, "2026-11-04T12:00") == []
-    assert len(tasks_json(site, "2026-11-04T12:00", "--all")) == 1
+    everything = tasks_json(site, "2026-11-04T12:00", "--all")
+    assert [t["rule"] for t in everything].count("sales-callback") == 1
     (late,) = tasks_json(site, "2026-11-08T00:00")
     assert late["overdue"] is True
     assert tasks_json(site, "2026-11-05T00:00", "--role", "sales") == []
+    assert {t["rule"] for t in tasks_json(site, "2026-11-05T00:00", "any")} == {
+        "sales-callback",
+        "daily-board",
+        "monthly-cr-report",
+    }
 
 
 def test_attempts_and_done(site: Path) -> None:
@@ -185,9 +195,9 @@ def test_demo_then_daemon_once_creates_tasks(site: Path) -> None:
     assert crmd(site, "--now", "2026-11-23T10:00", "demo").exit_code == 1  # not twice
     dry = crmd(site, "--now", "2026-11-23T10:00", "run", "--once", "--dry-run")
     assert dry.exit_code == 0, dry.output
-    assert tasks_json(site, "2026-11-23T10:00") == []  # the dry run wrote nothing
+    assert tasks_json(site, "2026-11-23T10:00", "--all") == []  # the dry run wrote nothing
     result = crmd(site, "--now", "2026-11-23T10:00", "run", "--once")
     assert result.exit_code == 0, result.output
-    listed = tasks_json(site, "2026-11-23T10:00")
+    listed = tasks_json(site, "2026-11-23T10:00", "any")
     assert {t["rule"] for t in listed} >= {"sales-callback", "service-callback"}
     assert all(t["available_at"] <= "2026-11-23T10:00:00+08:00" for t in listed)
