@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import TemplateError
@@ -16,30 +16,18 @@ from sqlalchemy import Connection, Row
 
 from crmd import queries as q
 from crmd.conditions import all_hold
-from crmd.events import TASK_CANCELLED, TASK_CREATED, TASK_EVENTS
-from crmd.rule import CancelAction, EmailAction, Rule, SmsAction, TaskAction
+from crmd.contexts import Context, ContextBuilder
+from crmd.events import TASK_CANCELLED, TASK_CREATED, TASK_DONE
+from crmd.offsets import parse_offset
+from crmd.projection import km_reached_on
+from crmd.rendering import render_actions
+from crmd.rule import Rule
 from crmd.site import Site
-from crmd.templates import EventFields
-from crmd.triggers import due_time
 
 if TYPE_CHECKING:
     from crmd.engine import Candidate, FireRecord
 
-Context = dict[str, Any]
 logger = logging.getLogger(__name__)
-
-
-def record_fields(row: Row[Any] | None) -> dict[str, Any] | None:
-    """A customer or vehicle row as template/condition fields; extra attributes included."""
-    if row is None:
-        return None
-    fields = dict(row._mapping)
-    attributes = dict(fields.get("attributes") or {})
-    merged = {k: v for k, v in attributes.items() if k not in fields}
-    fields.update(merged)
-    fields["attributes"] = attributes
-    fields.pop("birthday_md", None)
-    return fields
 
 
 class ActionWriter:
@@ -47,56 +35,11 @@ class ActionWriter:
 
     def __init__(self, site: Site) -> None:
         self.site = site
-        self.site_fields = {"name": site.name, "timezone": str(site.timezone)}
-
-    # ------------------------------------------------------------ contexts
-
-    def _event_fields(self, row: Row[Any]) -> EventFields:
-        fields = EventFields(row.data or {})
-        fields.update(
-            id=row.id,
-            type=row.type,
-            at=row.at.astimezone(self.site.timezone),
-            task_id=row.task_id,
-            customer_id=row.customer_id,
-            vehicle_id=row.vehicle_id,
-        )
-        return fields
-
-    def _contexts(
-        self,
-        conn: Connection,
-        items: Sequence[tuple[str | None, str | None, Row[Any] | None]],
-    ) -> list[Context]:
-        """Contexts for (customer_id, vehicle_id, event) triples, loading rows in bulk."""
-        people = q.customers_by_id(conn, {c for c, _, _ in items if c})
-        cars = q.vehicles_by_id(conn, {v for _, v, _ in items if v})
-        task_ids = {e.task_id for _, _, e in items if e is not None and e.task_id is not None}
-        task_rows = q.tasks_by_id(conn, task_ids)
-        out = []
-        for customer_id, vehicle_id, event in items:
-            ctx: Context = {
-                "customer": record_fields(people.get(customer_id)) if customer_id else None,
-                "vehicle": record_fields(cars.get(vehicle_id)) if vehicle_id else None,
-                "event": self._event_fields(event) if event is not None else None,
-                "site": self.site_fields,
-            }
-            if event is not None and event.type in TASK_EVENTS and event.task_id in task_rows:
-                task = task_rows[event.task_id]
-                ctx["task"] = {
-                    "id": task.id,
-                    "title": task.title,
-                    "role": task.role,
-                    "rule": task.rule_id,
-                    "due_at": task.due_at.astimezone(self.site.timezone),
-                }
-            out.append(ctx)
-        return out
+        self.builder = ContextBuilder(site)
 
     def contexts(self, conn: Connection, rows: Sequence[Row[Any]]) -> dict[int, Context]:
         """Contexts for event rows, keyed by event seq."""
-        ctxs = self._contexts(conn, [(r.customer_id, r.vehicle_id, r) for r in rows])
-        return {r.seq: c for r, c in zip(rows, ctxs, strict=True)}
+        return self.builder.for_events(conn, rows)
 
     @staticmethod
     def conditions_hold(rule: Rule, context: Mapping[str, Any]) -> bool:
@@ -114,7 +57,9 @@ class ActionWriter:
     ) -> tuple[list[FireRecord], int]:
         from crmd.engine import FireRecord
 
-        ctxs = self._contexts(conn, [(c.customer_id, c.vehicle_id, c.event) for c in candidates])
+        ctxs = self.builder.build(
+            conn, [(c.customer_id, c.vehicle_id, c.event) for c in candidates]
+        )
         kept = [
             (c, ctx)
             for c, ctx in zip(candidates, ctxs, strict=True)
@@ -132,7 +77,7 @@ class ActionWriter:
             actions: list[dict[str, Any]] = []
             if status == "fired":
                 try:
-                    actions = self._render(rule, c, ctx)
+                    actions = render_actions(rule, c.fire_at, ctx, self.site)
                 except (TemplateError, TypeError, ValueError, AttributeError) as exc:
                     # A template that fails for one subject (say, data it expected is missing)
                     # is recorded as a failed fire, visible in the ledger, and blocks nobody.
@@ -158,6 +103,7 @@ class ActionWriter:
                     reason=reason,
                 )
             )
+        self._resolve_dates(conn, records)
         fire_ids = q.insert_fires(
             conn,
             [
@@ -179,42 +125,10 @@ class ActionWriter:
         )
         produced = self._create_tasks(conn, records, fire_ids, now)
         self._queue_messages(conn, records, fire_ids, now)
-        produced += self._cancel_tasks(conn, records, fire_ids, now)
+        produced += self._close_tasks(conn, records, fire_ids, now)
+        self._store_dates(conn, records, now)
+        produced += self._emit_events(conn, records, fire_ids, now)
         return records, produced
-
-    def _render(self, rule: Rule, c: Candidate, ctx: Context) -> list[dict[str, Any]]:
-        tz, cal = self.site.timezone, self.site.calendar
-        customer = ctx.get("customer") or {}
-        planned: list[dict[str, Any]] = []
-        for action in rule.actions:
-            if isinstance(action, TaskAction):
-                planned.append(
-                    {
-                        "action": "task",
-                        "role": action.role,
-                        "title": action.title.render(ctx),
-                        "note": action.note.render(ctx) if action.note else "",
-                        "available_at": c.fire_at,
-                        "due_at": due_time(action.due, c.fire_at, tz, cal),
-                    }
-                )
-            elif isinstance(action, SmsAction):
-                planned.append(
-                    _message("sms", customer, customer.get("phone"), "", action.text.render(ctx))
-                )
-            elif isinstance(action, EmailAction):
-                to = list(action.to) or [str(customer.get("email") or "")]
-                msg = _message(
-                    "email",
-                    customer if not action.to else {},
-                    ", ".join(t for t in to if t),
-                    action.subject.render(ctx),
-                    action.body.render(ctx),
-                )
-                planned.append(msg)
-            elif isinstance(action, CancelAction):
-                planned.append({"action": "cancel", "rules": list(action.rules)})
-        return planned
 
     def _cancelled_by_unless(
         self, conn: Connection, rule: Rule, candidates: Sequence[Candidate]
@@ -311,7 +225,67 @@ class ActionWriter:
                     )
         q.insert_outbox(conn, rows)
 
-    def _cancel_tasks(
+    def _resolve_dates(self, conn: Connection, records: Sequence[FireRecord]) -> None:
+        """Work out the dates `set` actions store, projecting mileage where asked (P12)."""
+        tz, cal = self.site.timezone, self.site.calendar
+        for record in records:
+            for a in record.actions:
+                if a["action"] != "set":
+                    continue
+                day = record.fire_at.astimezone(tz).date()
+                value = parse_offset(a["after"]).move_date(day, cal)
+                if a["km"] and record.vehicle_id:
+                    readings = q.mileage_readings(conn, record.vehicle_id, q.max_event_seq(conn))
+                    by_km = km_reached_on(day, a["km"], readings)
+                    if by_km is not None and by_km < value:
+                        value = by_km
+                a["date"] = value.isoformat()
+
+    def _store_dates(self, conn: Connection, records: Sequence[FireRecord], now: datetime) -> None:
+        for record in records:
+            for a in record.actions:
+                if a["action"] != "set":
+                    continue
+                scope, _, name = a["field"].partition(".")
+                subject = record.vehicle_id if scope == "vehicle" else record.customer_id
+                if subject:
+                    q.set_date(
+                        conn,
+                        scope,
+                        subject,
+                        name,
+                        date.fromisoformat(a["date"]),
+                        record.customer_id,
+                        now,
+                        record.key,
+                    )
+
+    def _emit_events(
+        self,
+        conn: Connection,
+        records: Sequence[FireRecord],
+        fire_ids: Sequence[int],
+        now: datetime,
+    ) -> int:
+        rows = [
+            {
+                "id": f"fire:{fire_id}:{n}",
+                "type": a["event"],
+                "at": record.fire_at,
+                "customer_id": record.customer_id,
+                "vehicle_id": record.vehicle_id,
+                "task_id": None,
+                "data": {"rule": record.rule_id, **a["data"]},
+                "recorded_at": now,
+            }
+            for record, fire_id in zip(records, fire_ids, strict=True)
+            for n, a in enumerate(record.actions)
+            if a["action"] == "emit"
+        ]
+        q.insert_events(conn, rows)
+        return len(rows)
+
+    def _close_tasks(
         self,
         conn: Connection,
         records: Sequence[FireRecord],
@@ -321,8 +295,10 @@ class ActionWriter:
         produced = 0
         for record, fire_id in zip(records, fire_ids, strict=True):
             for a in record.actions:
-                if a["action"] != "cancel":
+                if a["action"] not in ("cancel", "complete"):
                     continue
+                status = "cancelled" if a["action"] == "cancel" else "done"
+                kind = TASK_CANCELLED if status == "cancelled" else TASK_DONE
                 open_tasks = [
                     t
                     for t in q.open_tasks_of_rules(
@@ -332,17 +308,12 @@ class ActionWriter:
                     # of the same page) has just created.
                     if t.fire_id is None or t.fire_id < fire_id
                 ]
-                a["cancelled"] = [t.id for t in open_tasks]
+                a["closed"] = [t.id for t in open_tasks]
                 if open_tasks:
-                    q.close_tasks(
-                        conn, a["cancelled"], "cancelled", now, f"cancelled by {record.key}"
-                    )
+                    q.close_tasks(conn, a["closed"], status, now, f"{status} by {record.key}")
                     q.insert_events(
                         conn,
-                        [
-                            self.task_event(t, TASK_CANCELLED, record.fire_at, now)
-                            for t in open_tasks
-                        ],
+                        [self.task_event(t, kind, record.fire_at, now) for t in open_tasks],
                     )
                     produced += len(open_tasks)
         return produced
@@ -369,17 +340,6 @@ class ActionWriter:
             "data": {"rule": t["rule_id"], "role": t["role"], **data},
             "recorded_at": now,
         }
-
-
-def _message(
-    channel: str, customer: Mapping[str, Any], to: str | None, subject: str, text: str
-) -> dict[str, Any]:
-    msg: dict[str, Any] = {"action": channel, "to": to or "", "subject": subject, "text": text}
-    if customer.get("opt_out"):
-        msg["skipped"] = "customer opted out"
-    elif not to:
-        msg["skipped"] = "no phone number" if channel == "sms" else "no e-mail address"
-    return msg
 
 
 def _jsonable(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:

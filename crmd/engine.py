@@ -32,7 +32,7 @@ from crmd import queries as q
 from crmd.actions import ActionWriter
 from crmd.errors import CrmdError
 from crmd.events import TASK_OVERDUE
-from crmd.rule import AnnualTrigger, EventTrigger, Rule, RuleSet, ScheduleTrigger
+from crmd.rule import AnnualTrigger, DateTrigger, EventTrigger, Rule, RuleSet, ScheduleTrigger
 from crmd.schedules import occurrences
 from crmd.site import Site
 from crmd.store import Unit
@@ -187,6 +187,8 @@ class Engine:
         pages: Iterator[list[Candidate]]
         if isinstance(trigger, ScheduleTrigger):
             pages = self._schedule_pages(rule, trigger, watermark, now)
+        elif isinstance(trigger, DateTrigger):
+            pages = self._date_pages(unit, rule, trigger, watermark, now)
         else:
             pages = self._annual_pages(unit, rule, trigger, watermark, now)
         produced = 0
@@ -335,6 +337,42 @@ class Engine:
                     yield page
             day += timedelta(days=1)
 
+    def _date_pages(
+        self, unit: Unit, rule: Rule, trigger: DateTrigger, watermark: datetime, now: datetime
+    ) -> Iterator[list[Candidate]]:
+        """Fires relative to stored dates whose time lies in (watermark, now]."""
+        tz, cal = self.site.timezone, self.site.calendar
+        offset = trigger.before or trigger.after
+        low, high = offset.bounds() if offset is not None else (timedelta(0), timedelta(0))
+        first, last = watermark.astimezone(tz).date(), now.astimezone(tz).date()
+        one = timedelta(days=1)
+        if trigger.before is not None:  # value = fire day + offset
+            span = (first + low - one, last + high + one)
+        else:  # value = fire day - offset
+            span = (first - high - one, last - low + one)
+        with unit.batch() as conn:
+            rows = q.dates_between(conn, trigger.scope, trigger.name, *span)
+        found = []
+        for row in rows:
+            day = row.value
+            if offset is not None:
+                day = offset.move_date(day, cal, backwards=trigger.before is not None)
+            fire_at = datetime.combine(day, trigger.at, tz).astimezone(UTC)
+            if watermark < fire_at <= now:
+                found.append(
+                    Candidate(
+                        rule,
+                        f"{rule.id}|{trigger.scope}:{row.subject_id}|{row.value.isoformat()}",
+                        fire_at,
+                        f"customer:{row.customer_id}" if row.customer_id else "site",
+                        customer_id=row.customer_id,
+                        vehicle_id=row.subject_id if trigger.scope == "vehicle" else None,
+                    )
+                )
+        found.sort(key=lambda c: (c.fire_at, c.key))
+        for start in range(0, len(found), self.page_size):
+            yield found[start : start + self.page_size]
+
     # ------------------------------------------------------------ applying fires
 
     def _apply(
@@ -351,6 +389,8 @@ class Engine:
         """
         if not candidates:
             return 0
+        if getattr(rule.trigger, "for_each", None) == "customer":
+            candidates = self._fan_out(conn, candidates)
         done = q.existing_fire_keys(conn, (c.key for c in candidates))
         fresh: dict[str, Candidate] = {}
         for c in candidates:
@@ -371,6 +411,28 @@ class Engine:
                 extra={"rule": record.rule_id, "subject": record.subject},
             )
         return produced
+
+    def _fan_out(self, conn: Connection, candidates: list[Candidate]) -> list[Candidate]:
+        """One candidate per customer for each site-wide fire (the rule's `where` then picks)."""
+        out: list[Candidate] = []
+        last = ""
+        while True:
+            people = q.customers_page(conn, last, self.page_size)
+            for person in people:
+                for c in candidates:
+                    out.append(
+                        Candidate(
+                            c.rule,
+                            f"{c.key}|customer:{person.id}",
+                            c.fire_at,
+                            f"customer:{person.id}",
+                            customer_id=person.id,
+                            event=c.event,
+                        )
+                    )
+            if len(people) < self.page_size:
+                return out
+            last = people[-1].id
 
     def _mark_overdue(self, unit: Unit, now: datetime, report: TickReport) -> int:
         """Open tasks past their due time become overdue, once, as a `task.overdue` event."""

@@ -101,6 +101,19 @@ class Offset:
             return local  # keeps the fold of a repeated hour: "0 days" is no time at all
         return local_datetime(landed, local.time(), tz)
 
+    def move_date(self, d: date, cal: WorkCalendar, *, backwards: bool = False) -> date:
+        """A calendar date moved by this day-based offset, forwards or backwards."""
+        n = -self.amount if backwards else self.amount
+        if self.unit == "days":
+            return d + timedelta(days=n)
+        if self.unit == "weeks":
+            return d + timedelta(weeks=n)
+        if self.unit == "months":
+            return add_months(d, n)
+        if self.unit == "working_days":
+            return cal.add_working_days(d, n)
+        raise ValueError(f"{self} is not a whole number of days")
+
     def bounds(self) -> tuple[timedelta, timedelta]:
         """The least and the most real time this offset can span, for range queries.
 

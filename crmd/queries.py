@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, and_, func, insert, select, update
 
-from crmd.tables import customers, events, fires, outbox, rule_state, tasks, vehicles
+from crmd.tables import customers, dates, events, fires, outbox, rule_state, tasks, vehicles
 
 # Rows are streamed from the events table in pages of this size, so memory stays bounded
 # whatever the size of the store.
@@ -287,4 +287,75 @@ def tasks_by_id(conn: Connection, ids: Iterable[int]) -> dict[int, Row[Any]]:
     for chunk in _chunks(sorted(set(ids))):
         for row in conn.execute(select(tasks).where(tasks.c.id.in_(chunk))):
             out[row.id] = row
+    return out
+
+
+# ---------------------------------------------------------------- dates set by rules
+
+
+def dates_between(conn: Connection, scope: str, name: str, low: date, high: date) -> list[Row[Any]]:
+    """Stored dates of one field with low <= value <= high, by value (uses the field index)."""
+    return list(
+        conn.execute(
+            select(dates)
+            .where(
+                dates.c.field == name,
+                dates.c.scope == scope,
+                dates.c.value >= low,
+                dates.c.value <= high,
+            )
+            .order_by(dates.c.value, dates.c.subject_id)
+        )
+    )
+
+
+def set_date(
+    conn: Connection,
+    scope: str,
+    subject_id: str,
+    name: str,
+    value: date,
+    customer_id: str | None,
+    now: datetime,
+    set_by: str,
+) -> None:
+    key = and_(dates.c.scope == scope, dates.c.subject_id == subject_id, dates.c.field == name)
+    values = {"value": value, "customer_id": customer_id, "set_at": now, "set_by": set_by}
+    if conn.execute(update(dates).where(key).values(**values)).rowcount == 0:
+        conn.execute(insert(dates).values(scope=scope, subject_id=subject_id, field=name, **values))
+
+
+def mileage_readings(
+    conn: Connection, vehicle_id: str, upto_seq: int
+) -> list[tuple[datetime, int]]:
+    """(time, odometer km) of every event of a vehicle that carried a `mileage`."""
+    readings = []
+    for row in conn.execute(
+        select(events.c.at, events.c.data)
+        .where(events.c.vehicle_id == vehicle_id, events.c.seq <= upto_seq)
+        .order_by(events.c.at)
+    ):
+        value = (row.data or {}).get("mileage")
+        if isinstance(value, int | float) or (isinstance(value, str) and value.isdigit()):
+            readings.append((row.at, int(value)))
+    return readings
+
+
+def customers_page(conn: Connection, after_id: str, limit: int) -> list[Row[Any]]:
+    """Customers in id order, one page after `after_id` (fan-out rules stream through them)."""
+    return list(
+        conn.execute(
+            select(customers).where(customers.c.id > after_id).order_by(customers.c.id).limit(limit)
+        )
+    )
+
+
+def dates_of(conn: Connection, scope: str, ids: Iterable[str]) -> dict[str, dict[str, date]]:
+    """Every stored date of these customers or vehicles: {subject id: {field: date}}."""
+    out: dict[str, dict[str, date]] = {}
+    for chunk in _chunks(sorted(set(ids))):
+        for row in conn.execute(
+            select(dates).where(dates.c.scope == scope, dates.c.subject_id.in_(chunk))
+        ):
+            out.setdefault(row.subject_id, {})[row.field] = row.value
     return out

@@ -28,6 +28,8 @@ class EventTrigger:
     # Counting form: fire once when the count-th matching event for one `per` subject arrives.
     count: int | None = None
     per: Per = "customer"
+    # Fan-out: one fire per customer that meets the rule's conditions (P14 weather care).
+    for_each: Literal["customer"] | None = None
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class ScheduleTrigger:
     """Fire at every occurrence of a calendar schedule; the subject is the site."""
 
     schedule: Schedule
+    for_each: Literal["customer"] | None = None
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,25 @@ class AnnualTrigger:
     feb29: Literal["feb28", "mar1"] = "feb28"
 
 
-Trigger = EventTrigger | ScheduleTrigger | AnnualTrigger
+@dataclass(frozen=True)
+class DateTrigger:
+    """Fire relative to a date that a `set` action stored (P12: the next maintenance)."""
+
+    field: str  # "vehicle.next_maintenance" or "customer.<name>"
+    before: Offset | None = None
+    after: Offset | None = None
+    at: time = time(9, 0)
+
+    @property
+    def scope(self) -> str:
+        return self.field.split(".", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.field.split(".", 1)[1]
+
+
+Trigger = EventTrigger | ScheduleTrigger | AnnualTrigger | DateTrigger
 
 
 @dataclass(frozen=True)
@@ -71,8 +92,27 @@ class Due:
 
 
 @dataclass(frozen=True)
+class RoleChoice:
+    """A task role picked by a field's value (P9: the department that handled a complaint)."""
+
+    field: str  # "event.department"
+    choices: tuple[tuple[str, str], ...]  # (value, role)
+    default: str
+
+    def pick(self, value: object) -> str:
+        for key, role in self.choices:
+            if key == value:
+                return role
+        return self.default
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return (*(role for _, role in self.choices), self.default)
+
+
+@dataclass(frozen=True)
 class TaskAction:
-    role: str
+    role: str | RoleChoice
     title: Template
     due: Due | None = None
     note: Template | None = None
@@ -92,10 +132,48 @@ class EmailAction:
 
 @dataclass(frozen=True)
 class CancelAction:
+    """Close the open tasks the named rules made for this subject, as cancelled."""
+
     rules: tuple[str, ...]
+    # Only the one of `rules` whose id is this event field's value (report.submitted).
+    matching: str | None = None
 
 
-Action = TaskAction | SmsAction | EmailAction | CancelAction
+@dataclass(frozen=True)
+class CompleteAction(CancelAction):
+    """Close the open tasks the named rules made for this subject, as done."""
+
+
+@dataclass(frozen=True)
+class SetDateAction:
+    """Store a date on the customer or vehicle for date triggers to watch (P12).
+
+    The date is `after` the fire's day; with `km`, the day the vehicle is projected to have
+    driven that far since this fire, from its mileage history, if that comes first.
+    """
+
+    field: str  # "vehicle.next_maintenance"
+    after: Offset
+    km: int | None = None
+
+
+@dataclass(frozen=True)
+class EmitAction:
+    """Record a new event for the same customer and vehicle (P9: a complaint reopened)."""
+
+    event: str
+    data: tuple[tuple[str, Template], ...] = ()
+
+
+Action = (
+    TaskAction
+    | SmsAction
+    | EmailAction
+    | CancelAction
+    | CompleteAction
+    | SetDateAction
+    | EmitAction
+)
 
 
 @dataclass(frozen=True)
@@ -143,6 +221,15 @@ def describe_trigger(trigger: Trigger) -> str:
         return trigger.schedule.describe()
     if isinstance(trigger, AnnualTrigger):
         return f"every year on {trigger.field} at {trigger.at:%H:%M}"
+    if isinstance(trigger, DateTrigger):
+        when = (
+            f"{trigger.before} before "
+            if trigger.before
+            else f"{trigger.after} after "
+            if trigger.after
+            else "on "
+        )
+        return f"{when}{trigger.field} at {trigger.at:%H:%M}"
     what = " or ".join(trigger.types)
     if trigger.count:
         return f"{what} number {trigger.count} per {trigger.per}"

@@ -191,3 +191,19 @@ outbox = Table(
     UniqueConstraint("fire_id", "channel", "recipient"),
     Index(None, "status", "not_before"),
 )
+
+# Dates that `set` actions store on a customer or vehicle, watched by date triggers
+# (P12: when the next maintenance is due). Indexed by field and date, so a tick finds the
+# dates falling due in its window without reading the others.
+dates = Table(
+    "dates",
+    metadata,
+    Column("scope", String(16), primary_key=True),  # customer | vehicle
+    Column("subject_id", String(64), primary_key=True),
+    Column("field", String(64), primary_key=True),
+    Column("value", Date, nullable=False),
+    Column("customer_id", String(64)),
+    Column("set_at", UTCDateTime, nullable=False),
+    Column("set_by", String(300), nullable=False, default=""),
+    Index(None, "field", "value"),
+)

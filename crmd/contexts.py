@@ -1,0 +1,97 @@
+"""What a rule sees of a fire: the customer, vehicle, event and task, as plain fields.
+
+The same mapping feeds conditions (`where`) and templates, so what `crmd check` validates
+is what a fire renders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Row
+
+from crmd import queries as q
+from crmd.events import TASK_EVENTS
+from crmd.site import Site
+from crmd.templates import EventFields
+
+Context = dict[str, Any]
+# (customer id, vehicle id, anchoring event) of one fire.
+Subject = tuple[str | None, str | None, Row[Any] | None]
+
+
+def record_fields(row: Row[Any] | None, stored_dates: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A customer or vehicle row as fields: extra attributes and rule-set dates included."""
+    if row is None:
+        return None
+    fields = dict(row._mapping)
+    attributes = dict(fields.get("attributes") or {})
+    for key, value in (*attributes.items(), *stored_dates.items()):
+        fields.setdefault(key, value)
+    fields["attributes"] = attributes
+    fields.pop("birthday_md", None)
+    return fields
+
+
+def lookup(context: Mapping[str, Any], path: str) -> Any:
+    """The value of `event.department`-style path in a context, or None."""
+    scope, _, name = path.partition(".")
+    record = context.get(scope)
+    return None if record is None else record.get(name)
+
+
+class ContextBuilder:
+    """Builds contexts for many fires at once, loading rows in bulk."""
+
+    def __init__(self, site: Site) -> None:
+        self.site = site
+        self.site_fields = {"name": site.name, "timezone": str(site.timezone)}
+
+    def event_fields(self, row: Row[Any]) -> EventFields:
+        fields = EventFields(row.data or {})
+        fields.update(
+            id=row.id,
+            type=row.type,
+            at=row.at.astimezone(self.site.timezone),
+            task_id=row.task_id,
+            customer_id=row.customer_id,
+            vehicle_id=row.vehicle_id,
+        )
+        return fields
+
+    def build(self, conn: Connection, items: Sequence[Subject]) -> list[Context]:
+        people = q.customers_by_id(conn, {c for c, _, _ in items if c})
+        cars = q.vehicles_by_id(conn, {v for _, v, _ in items if v})
+        people_dates = q.dates_of(conn, "customer", people)
+        car_dates = q.dates_of(conn, "vehicle", cars)
+        task_ids = {e.task_id for _, _, e in items if e is not None and e.task_id is not None}
+        task_rows = q.tasks_by_id(conn, task_ids)
+        out = []
+        for customer_id, vehicle_id, event in items:
+            ctx: Context = {
+                "customer": record_fields(
+                    people.get(customer_id or ""), people_dates.get(customer_id or "", {})
+                ),
+                "vehicle": record_fields(
+                    cars.get(vehicle_id or ""), car_dates.get(vehicle_id or "", {})
+                ),
+                "event": self.event_fields(event) if event is not None else None,
+                "site": self.site_fields,
+            }
+            if event is not None and event.type in TASK_EVENTS and event.task_id in task_rows:
+                task = task_rows[event.task_id]
+                ctx["task"] = {
+                    "id": task.id,
+                    "title": task.title,
+                    "role": task.role,
+                    "rule": task.rule_id,
+                    "due_at": task.due_at.astimezone(self.site.timezone),
+                }
+            out.append(ctx)
+        return out
+
+    def for_events(self, conn: Connection, rows: Sequence[Row[Any]]) -> dict[int, Context]:
+        """Contexts for event rows, keyed by event seq."""
+        ctxs = self.build(conn, [(r.customer_id, r.vehicle_id, r) for r in rows])
+        return {r.seq: c for r, c in zip(rows, ctxs, strict=True)}
