@@ -18,6 +18,8 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from crmd.schedule_spec import SCHEDULE_KEYS
+
 JsonPath = tuple[str | int, ...]
 
 
@@ -62,14 +64,28 @@ EVENT_TRIGGER = _mapping(
     },
     "event",
 )
-# Schedule specs go to crmd.schedules.schedule_from_spec, which reads and checks the values.
+# Schedule specs go to crmd.schedule_spec.schedule_from_spec, which reads and checks the
+# values; which keys go with each form comes from its table. The order here is the order
+# messages list the forms in.
 DAY_OF_MONTH: dict[str, Any] = {"type": ["integer", "string", "array"]}
+_SCHEDULE_FORM_VALUES: dict[str, dict[str, Any]] = {
+    "daily": TIME_OF_DAY,
+    "weekly": {"type": ["string", "array"]},
+    "monthly": DAY_OF_MONTH,
+    "quarterly": DAY_OF_MONTH,
+    "cron": TEXT,
+}
+_SCHEDULE_OPTION_VALUES: dict[str, dict[str, Any]] = {
+    "at": TIME_OF_DAY,
+    "days": TEXT,
+    "shift": TEXT,
+}
 SCHEDULE_TRIGGERS = [
-    _mapping({"daily": TIME_OF_DAY, "days": TEXT}, "daily"),
-    _mapping({"weekly": {"type": ["string", "array"]}, "at": TIME_OF_DAY}, "weekly"),
-    _mapping({"monthly": DAY_OF_MONTH, "at": TIME_OF_DAY, "shift": TEXT}, "monthly"),
-    _mapping({"quarterly": DAY_OF_MONTH, "at": TIME_OF_DAY, "shift": TEXT}, "quarterly"),
-    _mapping({"cron": TEXT}, "cron"),
+    _mapping(
+        {form: value, **{key: _SCHEDULE_OPTION_VALUES[key] for key in SCHEDULE_KEYS[form][1:]}},
+        form,
+    )
+    for form, value in _SCHEDULE_FORM_VALUES.items()
 ]
 ANNUAL_TRIGGER = _mapping(
     {"annually": TEXT, "at": TIME_OF_DAY, "feb29": {"enum": ["feb28", "mar1"]}}, "annually"

@@ -37,14 +37,14 @@ from crmd.rule import (
     Unless,
 )
 from crmd.rule_schema import JsonPath, did_you_mean, name_of, schema_problems
-from crmd.schedules import ScheduleSpecError, Shift, parse_shift, schedule_from_spec
+from crmd.schedule_spec import SCHEDULE_KEYS, ScheduleSpecError, parse_shift, schedule_from_spec
+from crmd.schedules import Shift
 from crmd.site import Site
 from crmd.templates import EventFields, Template
 
 __all__ = ["check_summary", "load_rule_files", "load_rules", "sample_context"]
 
 Kind = Literal["event", "schedule", "annual"]
-_SCHEDULE_FORMS = ("daily", "weekly", "monthly", "quarterly", "cron")
 _YAML_HINTS = {
     "found character '\\t' that cannot start any token": "indent with spaces, not tabs",
     "mapping values are not allowed here": "check the indentation, and quote text that "
@@ -408,7 +408,7 @@ class _RuleBuilder:
             try:
                 schedule = schedule_from_spec(when, self.site.timezone, self.site.calendar)
             except ScheduleSpecError as exc:
-                key = exc.key or next(key for key in _SCHEDULE_FORMS if key in when)
+                key = exc.key or next(key for key in SCHEDULE_KEYS if key in when)
                 items = when.get(key)
                 # In a list, such as monthly: [15, 32], point at the item named first.
                 named = [

@@ -1,18 +1,20 @@
-"""Calendar schedules: each kind only answers "when is the next fire after t?" in local time."""
+"""Calendar schedules: each kind only answers "when is the next fire after t?" in local time.
+
+How rule files write them (words, cron text, the `when` forms) is `crmd.schedule_spec`.
+"""
 
 from __future__ import annotations
 
 import calendar
-import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Literal, Protocol, TypeVar, get_args
+from typing import Literal, Protocol, get_args
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
-from crmd.offsets import local_datetime, parse_time_of_day, to_local
+from crmd.offsets import local_datetime, to_local
 from crmd.workcal import WorkCalendar
 
 DayWord = Literal["last", "first_working_day", "last_working_day"]
@@ -21,8 +23,7 @@ Shift = Literal["none", "previous_working_day", "next_working_day"]
 ALL_MONTHS: tuple[int, ...] = tuple(range(1, 13))
 _ONE_DAY = timedelta(days=1)
 _GAP_LOOKBACK = timedelta(hours=3)  # more than any DST gap (2 hours at most)
-_T = TypeVar("_T")
-_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -40,14 +41,6 @@ class Schedule(Protocol):
         """A short English description, e.g. "monthly on day 10 at 09:00"."""
 
 
-class ScheduleSpecError(ValueError):
-    """A schedule written wrongly in a rule file; `key` names the offending key, if one."""
-
-    def __init__(self, message: str, key: str | None = None) -> None:
-        super().__init__(message)
-        self.key = key
-
-
 def occurrences(schedule: Schedule, start: datetime, end: datetime) -> Iterator[datetime]:
     """Every fire of `schedule` in (start, end]."""
     t, last = start, to_local(end, UTC)
@@ -61,41 +54,6 @@ def _check_at(at: time) -> None:
 
 
 # -- cron ---------------------------------------------------------------------------------
-
-_CRON_ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
-_CRON_HELP = (
-    "write 5 fields (minute hour day-of-month month day-of-week), like '30 9 * * 1-5', "
-    "or one of " + ", ".join(_CRON_ALIASES)
-)
-_RANDOM_ITEM = re.compile(r"^[hr](\(|/|$)", re.IGNORECASE)
-
-
-def parse_cron(expr: str) -> str:
-    """Check a 5-field cron expression (or @daily and friends); return it normalised."""
-    if not isinstance(expr, str):
-        raise ValueError(f"{expr!r} is not a cron expression: {_CRON_HELP}")
-    fields = expr.split()
-    text = " ".join(fields)
-    if len(fields) == 1 and fields[0].lower() in _CRON_ALIASES:
-        text = fields[0].lower()
-    elif len(fields) != 5:
-        raise ValueError(f"{expr!r} is not a cron expression: {_CRON_HELP}")
-    # croniter's R and H fields pick a random or hashed value per iterator: a fire time
-    # must come out the same every time it is computed, so they are refused.
-    if any(_RANDOM_ITEM.match(item) for field in fields for item in field.split(",")):
-        raise ValueError(
-            f"{expr!r} is not a cron expression: random (R) and hashed (H) fields are not "
-            f"supported; {_CRON_HELP}"
-        )
-    try:
-        croniter(text, datetime.combine(date(2001, 1, 1), time())).get_next(datetime)
-    except (ValueError, KeyError, TypeError) as error:
-        # CroniterBadDateError (a ValueError) means it never fires, such as '0 0 30 2 *'.
-        reason = str(error) or type(error).__name__
-        if "failed to find" in reason:
-            reason = "it matches no date"
-        raise ValueError(f"{expr!r} is not a cron expression: {reason}; {_CRON_HELP}") from None
-    return text
 
 
 @dataclass(frozen=True)
@@ -112,6 +70,8 @@ class CronSchedule:
     tz: ZoneInfo
 
     def __post_init__(self) -> None:
+        from crmd.schedule_spec import parse_cron  # not at the top: it imports this module
+
         object.__setattr__(self, "expr", parse_cron(self.expr))
 
     def next_after(self, t: datetime) -> datetime:
@@ -195,7 +155,7 @@ class WeeklySchedule:
             day += _ONE_DAY
 
     def describe(self) -> str:
-        days = ", ".join(_WEEKDAYS[w] for w in self.weekdays)
+        days = ", ".join(WEEKDAYS[w] for w in self.weekdays)
         return f"weekly on {days} at {self.at:%H:%M}"
 
 
@@ -219,6 +179,8 @@ class MonthlySchedule:
     shift: Shift = "none"
 
     def __post_init__(self) -> None:
+        from crmd.schedule_spec import parse_day_spec  # not at the top: it imports this module
+
         _check_at(self.at)
         days = parse_day_spec(list(self.days))  # also accepts "last day", "10", ...
         if not self.months or any(type(m) is not int or not 1 <= m <= 12 for m in self.months):
@@ -309,125 +271,3 @@ def quarterly(
         raise ValueError(f"month_of_quarter must be 1, 2 or 3, not {month_of_quarter!r}")
     months = tuple(month_of_quarter + 3 * q for q in range(4))
     return MonthlySchedule(days, at, tz, cal, months=months, shift=shift)
-
-
-# -- the YAML forms -----------------------------------------------------------------------
-
-_KEYS: dict[str, tuple[str, ...]] = {
-    "cron": ("cron",),
-    "daily": ("daily", "days"),
-    "weekly": ("weekly", "at"),
-    "monthly": ("monthly", "at", "shift"),
-    "quarterly": ("quarterly", "at", "shift"),
-}
-_SCHEDULE_HELP = (
-    "write one of {cron: '30 9 * * 1-5'}, {daily: '09:30'} (with days: working for working "
-    "days only), {weekly: monday, at: '12:00'}, {monthly: 10, at: '09:00'} or "
-    "{quarterly: 1, at: '09:00'}; monthly and quarterly take shift: previous working day"
-)
-_DAY_HELP = (
-    "write a day of the month 1..31 (past the month's end means its last day), 'last', "
-    "'first working day' or 'last working day', or a list of them, like [15, 30]"
-)
-_WEEKDAY_HELP = "write monday..sunday, mon..sun, 周一..周日 or 星期一..星期日, or a list of them"
-_WEEKDAY_WORDS: dict[str, int] = {}
-for _number, _name in enumerate(_WEEKDAYS):
-    _cn = "一二三四五六日"[_number]
-    for _word in (_name.lower(), _name[:3].lower(), f"周{_cn}", f"星期{_cn}"):
-        _WEEKDAY_WORDS[_word] = _number
-_WEEKDAY_WORDS.update({"tues": 1, "thur": 3, "thurs": 3, "周天": 6, "星期天": 6})
-_DAY_WORDS: dict[str, DayWord] = {
-    **dict.fromkeys(("last", "last day", "最后一天", "月末"), "last"),
-    **dict.fromkeys(("first working day", "第一个工作日", "首个工作日"), "first_working_day"),
-    **dict.fromkeys(("last working day", "最后一个工作日"), "last_working_day"),
-}
-_SHIFT_WORDS: dict[str, Shift] = {s.replace("_", " "): s for s in get_args(Shift)}
-
-
-def _words(text: str) -> str:
-    return " ".join(text.replace("_", " ").casefold().split())
-
-
-def parse_weekdays(value: object) -> tuple[int, ...]:
-    """Read `monday`, `mon`, `周一`, `星期一` or a list of them; 0 is Monday."""
-    items = value if isinstance(value, list) and value else [value]
-    found = {_WEEKDAY_WORDS.get(_words(i)) if isinstance(i, str) else None: i for i in items}
-    if None in found:
-        raise ValueError(f"{found[None]!r} is not a day of the week: {_WEEKDAY_HELP}")
-    return tuple(sorted(w for w in found if w is not None))
-
-
-def parse_day_spec(value: object) -> tuple[DaySpec, ...]:
-    """Read a day of the month: 10, "10", last, "first working day", ... or a list of them."""
-    found: list[DaySpec] = []
-    for item in value if isinstance(value, list) and value else [value]:
-        spec: DaySpec | None = None
-        if isinstance(item, int) and not isinstance(item, bool):
-            spec = item if 1 <= item <= 31 else None
-        elif isinstance(item, str):
-            word = _words(item)
-            spec = int(word) if word.isdecimal() and 1 <= int(word) <= 31 else _DAY_WORDS.get(word)
-        if spec is None:
-            raise ValueError(f"{item!r} is not a day of the month: {_DAY_HELP}")
-        found.append(spec)
-    return tuple(found)
-
-
-def parse_shift(value: object) -> Shift:
-    """Read `previous working day` or `next working day` (underscores work too)."""
-    shift = _SHIFT_WORDS.get(_words(value)) if isinstance(value, str) else None
-    if shift is None:
-        raise ValueError(
-            f"{value!r} is not a shift: write 'previous working day' or 'next working day'"
-        )
-    return shift
-
-
-def _parse_days(value: object) -> bool:
-    """Read daily's `days`: True for working days only."""
-    word = _words(value) if isinstance(value, str) else None
-    if word not in ("all", "every day", "working", "working days", "工作日"):
-        raise ValueError(
-            f"{value!r} is not a choice of days: write days: working (China's working days), "
-            f"or leave days out for every day"
-        )
-    return word not in ("all", "every day")
-
-
-def schedule_from_spec(spec: Mapping[str, Any], tz: ZoneInfo, cal: WorkCalendar) -> Schedule:
-    """Build a schedule from a rule's `when` mapping, such as {monthly: 10, at: "09:00"}.
-
-    Raises ScheduleSpecError (a ValueError) naming the bad value, with its key in `key`.
-    """
-    kinds = [k for k in _KEYS if k in spec]
-    if len(kinds) != 1:
-        found = f"found {' and '.join(kinds)}" if kinds else "found none"
-        raise ScheduleSpecError(f"a schedule takes exactly one kind ({found}): {_SCHEDULE_HELP}")
-    kind = kinds[0]
-    for key in spec:
-        if key not in _KEYS[kind]:
-            allowed = ", ".join(_KEYS[kind][1:]) or "no other keys"
-            raise ScheduleSpecError(
-                f"{key!r} does not go with {kind} (it takes {allowed}): {_SCHEDULE_HELP}", key
-            )
-    value = spec[kind]
-    if kind == "cron":
-        return _read(kind, lambda v: CronSchedule(v, tz), value)
-    if kind == "daily":
-        at = _read(kind, parse_time_of_day, value)
-        return DailySchedule(at, tz, cal, _read("days", _parse_days, spec.get("days", "all")))
-    at = _read("at", parse_time_of_day, spec.get("at", "00:00"))
-    if kind == "weekly":
-        return WeeklySchedule(_read(kind, parse_weekdays, value), at, tz)
-    days = _read(kind, parse_day_spec, value)
-    shift = _read("shift", parse_shift, spec.get("shift", "none"))
-    if kind == "monthly":
-        return MonthlySchedule(days, at, tz, cal, shift=shift)
-    return quarterly(days, at, tz, cal, shift=shift)
-
-
-def _read(key: str, parse: Callable[[Any], _T], value: object) -> _T:
-    try:
-        return parse(value)
-    except ValueError as error:
-        raise ScheduleSpecError(str(error), key) from None

@@ -26,7 +26,7 @@ from crmd.rule import (
 )
 from crmd.rule_schema import SCHEMA
 from crmd.ruleset import check_summary, load_rule_files, load_rules, sample_context
-from crmd.schedules import schedule_from_spec
+from crmd.schedule_spec import schedule_from_spec
 from crmd.site import Site
 from crmd.templates import Template
 

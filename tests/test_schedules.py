@@ -11,17 +11,15 @@ import pytest
 import yaml
 
 from crmd.errors import CalendarNotPublished
+from crmd.schedule_spec import ScheduleSpecError, parse_cron, schedule_from_spec
 from crmd.schedules import (
     CronSchedule,
     DailySchedule,
     MonthlySchedule,
     Schedule,
-    ScheduleSpecError,
     WeeklySchedule,
     occurrences,
-    parse_cron,
     quarterly,
-    schedule_from_spec,
 )
 from crmd.workcal import WorkCalendar
 
