@@ -1,7 +1,7 @@
 """The rule file schema (JSON Schema 2020-12) and its errors put into plain words.
 
 The schema checks shape only: which keys exist and what type each value has. Meaning (known
-event types and roles, offsets, schedules, templates) is checked by `crmd.ruleset`.
+event types and roles, offsets, schedules, templates) is checked by `crmd.rule_compile`.
 
 Conventions the error translation relies on:
 - each branch of a `oneOf` over mappings names its distinguishing key first in `required`;
@@ -19,8 +19,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from crmd.schedule_spec import SCHEDULE_KEYS
-
-JsonPath = tuple[str | int, ...]
+from crmd.yamlpos import JsonPath
 
 
 def _mapping(properties: dict[str, Any], *required: str, **extra: Any) -> dict[str, Any]:
@@ -138,7 +137,7 @@ RULE = _mapping(
             "oneOf": [EVENT_TRIGGER, *SCHEDULE_TRIGGERS, ANNUAL_TRIGGER],
             "description": "a trigger mapping like {event: sale.delivered}",
         },
-        # Fields and operators are checked by crmd.ruleset, located at each key.
+        # Fields and operators are checked by crmd.rule_compile, located at each key.
         "where": {"type": "object"},
         "unless": {
             # A list of event types, or {events: [...], same: vehicle}.

@@ -25,10 +25,10 @@ from crmd.rule import (
     Unless,
 )
 from crmd.rule_schema import SCHEMA
-from crmd.ruleset import check_summary, load_rule_files, load_rules, sample_context
+from crmd.ruleset import check_summary, load_rule_files, load_rules
 from crmd.schedule_spec import schedule_from_spec
 from crmd.site import Site
-from crmd.templates import Template
+from crmd.templates import Template, sample_context
 
 
 @pytest.fixture

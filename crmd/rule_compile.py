@@ -1,0 +1,389 @@
+"""Compiling one rule: the checks of meaning beyond the schema, then immutable rule objects.
+
+Known event types, roles and rule ids, offsets and times of day, schedules, where fields and
+operators, and templates are checked here; each problem is located at its value in the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import time, timedelta
+from typing import Any
+
+import jinja2
+
+from crmd.conditions import OPERATORS, SCOPES, Condition, compile_matcher
+from crmd.errors import RuleError
+from crmd.offsets import Offset, parse_offset, parse_time_of_day
+from crmd.rule import (
+    Action,
+    AnnualTrigger,
+    Backfill,
+    CancelAction,
+    Due,
+    EmailAction,
+    EventTrigger,
+    Rule,
+    ScheduleTrigger,
+    SmsAction,
+    TaskAction,
+    Trigger,
+    Unless,
+)
+from crmd.rule_schema import did_you_mean, name_of
+from crmd.schedule_spec import SCHEDULE_KEYS, ScheduleSpecError, parse_shift, schedule_from_spec
+from crmd.schedules import Shift
+from crmd.site import Site
+from crmd.templates import RuleKind, Template, sample_context, template_problem
+from crmd.yamlpos import JsonPath, YamlSource
+
+
+def _kind(when: Mapping[str, Any]) -> RuleKind:
+    if "event" in when:
+        return "event"
+    return "annual" if "annually" in when else "schedule"
+
+
+class RuleCompiler:
+    """Check the meaning of one rule whose shape is valid, and compile it.
+
+    `raw` is rule `index` of `source` and must already fit the schema; `rule_ids` are the
+    ids of every rule in the set, for cancel to name. Problems go to `errors`, each located
+    at its value in the file.
+    """
+
+    def __init__(
+        self,
+        source: YamlSource,
+        index: int,
+        raw: dict[str, Any],
+        site: Site,
+        rule_ids: set[str],
+        errors: list[RuleError],
+    ) -> None:
+        self.source = source
+        self.base: JsonPath = ("rules", index)
+        self.raw = raw
+        self.site = site
+        self.rule_ids = rule_ids
+        self.errors = errors
+        self.rule_id: str = raw["id"]
+        self.when: dict[str, Any] = raw["when"]
+        self.kind = _kind(self.when)
+        self.counting = "count" in self.when
+        types = self.when.get("event", ())
+        self.types: tuple[str, ...] = (types,) if isinstance(types, str) else tuple(types)
+        self.sample = sample_context(site, self.rule_id, self.kind, self.types)
+
+    def error(self, message: str, *path: str | int, at_key: bool = False) -> None:
+        self.errors.append(
+            self.source.error(message, (*self.base, *path), at_key=at_key, rule_id=self.rule_id)
+        )
+
+    def compile(self) -> Rule | None:
+        """The compiled rule, or None if it has problems (they are in `errors`)."""
+        before = len(self.errors)
+        raw = self.raw
+        trigger = self.trigger()
+        conditions = self.conditions(raw["where"]) if "where" in raw else ()
+        unless = self.unless(raw["unless"]) if "unless" in raw else None
+        backfill = self.backfill(raw["backfill"]) if "backfill" in raw else None
+        actions = [self.action(i, item) for i, item in enumerate(raw["do"])]
+        if len(self.errors) > before or trigger is None:
+            return None
+        return Rule(
+            id=self.rule_id,
+            trigger=trigger,
+            actions=tuple(a for a in actions if a is not None),
+            description=raw.get("description", ""),
+            conditions=conditions,
+            unless=unless,
+            backfill=backfill,
+            enabled=raw.get("enabled", True),
+            file=self.source.name,
+            line=self.source.where(self.base)[0],
+        )
+
+    # Values -------------------------------------------------------------------------------
+
+    def offset(self, value: Any, *path: str | int) -> Offset | None:
+        try:
+            return parse_offset(value)
+        except ValueError as exc:
+            self.error(str(exc), *path)
+            return None
+
+    def time_of_day(self, value: Any, *path: str | int) -> time | None:
+        try:
+            return parse_time_of_day(value)
+        except ValueError as exc:
+            self.error(str(exc), *path)
+            return None
+
+    def at_needs_days(self, after: Offset | None, at: time | None, *path: str | int) -> None:
+        if after is not None and at is not None and not after.day_based:
+            self.error(
+                f"at needs an after in days, weeks, months or working days; 'after: {after}' "
+                f"already gives the exact time, so remove at",
+                *path,
+            )
+
+    def event_types(self, value: str | list[str], *path: str | int) -> tuple[str, ...]:
+        names = [value] if isinstance(value, str) else value
+        for i, name in enumerate(names):
+            if name not in self.site.event_types:
+                hint = did_you_mean(name, self.site.event_types) or (
+                    f"; known types: {', '.join(self.site.event_types)}"
+                )
+                self.error(
+                    f"unknown event type '{name}'{hint} (a site adds its own under "
+                    f"event_types: in site.yaml)",
+                    *path,
+                    *(() if isinstance(value, str) else (i,)),
+                )
+        return tuple(names)
+
+    # Triggers -----------------------------------------------------------------------------
+
+    def trigger(self) -> Trigger | None:
+        when = self.when
+        if self.kind == "event":
+            return self.event_trigger(when)
+        if self.kind == "schedule":
+            try:
+                schedule = schedule_from_spec(when, self.site.timezone, self.site.calendar)
+            except ScheduleSpecError as exc:
+                key = exc.key or next(key for key in SCHEDULE_KEYS if key in when)
+                items = when.get(key)
+                # In a list, such as monthly: [15, 32], point at the item named first.
+                named = [
+                    i
+                    for i, item in enumerate(items if isinstance(items, list) else [])
+                    if str(exc).startswith(f"{item!r} ")
+                ]
+                self.error(str(exc), "when", key, *named[:1])
+                return None
+            return ScheduleTrigger(schedule)
+        at = self.time_of_day(when["at"], "when", "at") if "at" in when else None
+        if when["annually"] != "customer.birthday":
+            self.error(
+                f"annually takes customer.birthday, the only date field in this version; "
+                f"got {when['annually']!r}",
+                "when",
+                "annually",
+            )
+            return None
+        return AnnualTrigger("customer.birthday", at or time(9, 0), when.get("feb29", "feb28"))
+
+    def event_trigger(self, when: Mapping[str, Any]) -> EventTrigger | None:
+        types = self.event_types(when["event"], "when", "event")
+        after = self.offset(when["after"], "when", "after") if "after" in when else None
+        at = self.time_of_day(when["at"], "when", "at") if "at" in when else None
+        self.at_needs_days(after, at, "when", "at")
+        per = when.get("per", "customer")
+        if self.counting:
+            for key in ("after", "at"):
+                if key in when:
+                    self.error(
+                        f"{key} does not apply with count: a counting rule fires at the time "
+                        f"of the count-th event",
+                        "when",
+                        key,
+                        at_key=True,
+                    )
+            if per == "task" and not all(t.startswith("task.") for t in types):
+                self.error("per: task needs task.* events", "when", "per")
+        elif "per" in when:
+            self.error("per only applies with count", "when", "per", at_key=True)
+        count = when.get("count")
+        return EventTrigger(types, after, at, None if count is None else int(count), per)
+
+    # Conditions and cancellation ----------------------------------------------------------
+
+    def conditions(self, where: Mapping[str, Any]) -> tuple[Condition, ...]:
+        if self.kind == "schedule":
+            self.error(
+                "where does not apply to a schedule rule: a schedule fire has no customer, "
+                "vehicle or event",
+                "where",
+                at_key=True,
+            )
+            return ()
+        conditions: list[Condition] = []
+        for path, matcher in where.items():
+            scope, _, name = path.partition(".")
+            if scope not in SCOPES or not name:
+                self.error(
+                    f"where field '{path}' must start with event., customer. or vehicle., "
+                    f"like customer.member",
+                    "where",
+                    path,
+                    at_key=True,
+                )
+            elif self.kind == "annual" and scope != "customer":
+                self.error(
+                    f"{path} is not available in an annually rule: it fires for a customer "
+                    f"only, with no {scope}",
+                    "where",
+                    path,
+                    at_key=True,
+                )
+            elif self.matcher_ok(matcher, "where", path):
+                conditions.append(compile_matcher(path, matcher))
+        return tuple(conditions)
+
+    def matcher_ok(self, matcher: Any, *path: str) -> bool:
+        if matcher is None:
+            self.error("give a value to compare with, or use {exists: false}", *path)
+            return False
+        if isinstance(matcher, list) and not matcher:
+            self.error("give at least one value in the list", *path)
+            return False
+        if not isinstance(matcher, Mapping):
+            return True
+        if len(matcher) != 1:
+            self.error("write one operator per field, like {lt: 7}", *path)
+            return False
+        ((op, value),) = matcher.items()
+        problem = None
+        if op not in OPERATORS:
+            self.error(
+                f"unknown operator '{op}' in where; expected one of: {', '.join(OPERATORS)}"
+                + did_you_mean(op, OPERATORS),
+                *path,
+                op,
+                at_key=True,
+            )
+            return False
+        if op in ("in", "not_in") and not (isinstance(value, list) and value):
+            problem = f"{op} takes a list, like {{{op}: [a, b]}}"
+        elif op == "exists" and not isinstance(value, bool):
+            problem = "exists takes true or false"
+        elif op in ("lt", "lte", "gt", "gte") and (
+            value is None or isinstance(value, (bool, list, Mapping))
+        ):
+            problem = f"{op} takes one number, date or text, like {{{op}: 7}}"
+        if problem:
+            self.error(problem, *path, op)
+        return problem is None
+
+    def unless(self, value: list[str] | Mapping[str, Any]) -> Unless | None:
+        if self.kind != "event" or self.counting:
+            why = {
+                "event": "a counting rule fires at once, so nothing is pending",
+                "schedule": "a schedule rule has no anchoring event",
+                "annual": "an annually rule has no anchoring event",
+            }[self.kind]
+            self.error(f"unless applies to event rules only: {why}", "unless", at_key=True)
+            return None
+        if isinstance(value, list):
+            return Unless(self.event_types(value, "unless"))
+        return Unless(
+            self.event_types(value["events"], "unless", "events"), value.get("same", "customer")
+        )
+
+    def backfill(self, value: str) -> Backfill | None:
+        if value.strip().casefold() == "all":
+            return Backfill(None)
+        offset = self.offset(value, "backfill")
+        if offset is None:
+            return None
+        if offset.unit == "working_days":
+            self.error(
+                "backfill takes calendar time (minutes, hours, days, weeks or months), not "
+                "working days; write e.g. '30 days'",
+                "backfill",
+            )
+            return None
+        if offset.unit == "months":  # long enough for any month
+            return Backfill(timedelta(days=31 * offset.amount))
+        return Backfill(timedelta(**{offset.unit: offset.amount}))
+
+    # Actions ------------------------------------------------------------------------------
+
+    def action(self, index: int, item: Mapping[str, Any]) -> Action | None:
+        ((kind, spec),) = item.items()
+        path = ("do", index, kind)
+        if kind == "task":
+            if spec["role"] not in self.site.roles:
+                hint = did_you_mean(spec["role"], self.site.roles) or (
+                    f"; roles: {', '.join(self.site.roles)}"
+                )
+                self.error(
+                    f"unknown role '{spec['role']}'{hint} (roles are listed under roles: in "
+                    f"site.yaml)",
+                    *path,
+                    "role",
+                )
+            title = self.template(spec["title"], *path, "title")
+            note = self.template(spec["note"], *path, "note") if "note" in spec else None
+            due = self.due(spec["due"], *path, "due") if "due" in spec else None
+            if title is None:
+                return None
+            return TaskAction(spec["role"], title, due, note)
+        if kind == "sms":
+            text = self.template(spec["text"], *path, "text")
+            return None if text is None else SmsAction(text)
+        if kind == "email":
+            subject = self.template(spec["subject"], *path, "subject")
+            body = self.template(spec["body"], *path, "body")
+            to = spec.get("to", "customer")
+            if subject is None or body is None:
+                return None
+            return EmailAction(subject, body, () if to == "customer" else tuple(to))
+        for i, rule_id in enumerate(spec["rules"]):
+            if rule_id not in self.rule_ids:
+                self.error(
+                    f"cancel names rule '{rule_id}', which is in no rule file"
+                    + did_you_mean(rule_id, sorted(self.rule_ids)),
+                    *path,
+                    "rules",
+                    i,
+                )
+        return CancelAction(tuple(spec["rules"]))
+
+    def due(self, value: str | Mapping[str, Any], *path: str | int) -> Due | None:
+        if isinstance(value, str):
+            after = self.offset(value, *path)
+            return None if after is None else Due(after=after)
+        after = self.offset(value["after"], *path, "after") if "after" in value else None
+        at = self.time_of_day(value["at"], *path, "at") if "at" in value else None
+        self.at_needs_days(after, at, *path, "at")
+        if ("after" in value) == ("day" in value):
+            self.error(
+                'due needs either after or day, like {after: 2 days, at: "18:00"} or '
+                '{day: 10, at: "17:00"}',
+                *path,
+            )
+        shift: Shift = "none"
+        if "shift" in value:
+            try:
+                shift = parse_shift(value["shift"])
+            except ValueError as exc:
+                self.error(str(exc), *path, "shift")
+        return Due(after=after, at=at, day=value.get("day"), shift=shift)
+
+    # Templates ----------------------------------------------------------------------------
+
+    def template(self, source: str, *path: str | int) -> Template | None:
+        what = name_of((*self.base, *path))
+        try:
+            template = Template(source)
+        except jinja2.TemplateSyntaxError as exc:
+            self.template_error(f"{what}: template syntax error: {exc.message}", exc.lineno, path)
+            return None
+        problem, lineno = template_problem(template, self.sample, self.kind, self.types)
+        if problem:
+            self.template_error(f"{what}: {problem}", lineno, path)
+        return template
+
+    def template_error(self, message: str, lineno: int | None, path: JsonPath) -> None:
+        """Add an error at the template's value, or at its line `lineno` if it spans lines."""
+        full = (*self.base, *path)
+        line, col = self.source.where(full)
+        block = full in self.source.blocks  # the text starts on the line after `|`
+        if lineno and (lineno > 1 or block):
+            line += lineno - (0 if block else 1)
+            text = self.source.text.splitlines()[line - 1 : line]
+            col = len(text[0]) - len(text[0].lstrip()) + 1 if text else 1
+        self.errors.append(RuleError(message, self.source.name, line, col, self.rule_id))
