@@ -118,10 +118,13 @@ def _upsert(
     inserts = []
     for record in records:
         values = {f: record[f] for f in fields if f in record}
-        values["attributes"] = dict(record.get("attributes") or {})
-        if table is customers:
-            values["birthday_md"] = _birthday_md(values.get("birthday"))
+        if table is customers and "birthday" in values:
+            values["birthday_md"] = _birthday_md(values["birthday"])
         old = existing.get(record["id"])
+        # Attributes a record names are set; the ones it does not name are kept.
+        attributes = dict(old.attributes or {}) if old is not None else {}
+        attributes.update(record.get("attributes") or {})
+        values["attributes"] = attributes
         if old is None:
             inserts.append({"id": record["id"], **values, "created_at": now, "updated_at": now})
             continue

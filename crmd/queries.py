@@ -137,14 +137,10 @@ def events_for_subjects(
     return out
 
 
-def insert_events(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
-    """Insert new events; returns their seq numbers in order."""
-    if not rows:
-        return []
-    result = conn.execute(
-        insert(events).returning(events.c.seq, sort_by_parameter_order=True), list(rows)
-    )
-    return [r.seq for r in result]
+def insert_events(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert new events (one batched statement; SQLite cannot batch with RETURNING)."""
+    if rows:
+        conn.execute(insert(events), list(rows))
 
 
 def existing_event_ids(conn: Connection, ids: Iterable[str]) -> set[str]:

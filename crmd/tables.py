@@ -105,6 +105,8 @@ events = Table(
     Column("data", JSON, nullable=False, default=dict),
     Column("recorded_at", UTCDateTime, nullable=False),
     Index(None, "type", "at"),
+    # Newly arrived events of a type (late arrivals, counting) by arrival order.
+    Index(None, "type", "seq"),
     Index(None, "customer_id", "type", "at"),
     Index(None, "vehicle_id", "type", "at"),
     Index(None, "task_id"),

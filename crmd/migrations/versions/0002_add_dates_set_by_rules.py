@@ -1,4 +1,4 @@
-"""add dates set by rules
+"""add dates set by rules, and an index of events by type and arrival
 
 Revision ID: 0002
 Revises: 0001
@@ -30,9 +30,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("dates", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_dates_field_value"), ["field", "value"], unique=False)
+    with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_events_type_seq"), ["type", "seq"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_events_type_seq"))
     with op.batch_alter_table("dates", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_dates_field_value"))
 
