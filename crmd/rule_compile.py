@@ -20,11 +20,16 @@ from crmd.rule import (
     AnnualTrigger,
     Backfill,
     CancelAction,
+    CompleteAction,
+    DateTrigger,
     Due,
     EmailAction,
+    EmitAction,
     EventTrigger,
+    RoleChoice,
     Rule,
     ScheduleTrigger,
+    SetDateAction,
     SmsAction,
     TaskAction,
     Trigger,
@@ -41,15 +46,31 @@ from crmd.yamlpos import JsonPath, YamlSource
 def _kind(when: Mapping[str, Any]) -> RuleKind:
     if "event" in when:
         return "event"
+    if "date" in when:
+        return "date"
     return "annual" if "annually" in when else "schedule"
+
+
+def set_fields_of(raw_rules: Any) -> set[str]:
+    """The fields that `set` actions of these raw rules store, like vehicle.next_maintenance."""
+    found: set[str] = set()
+    for raw in raw_rules if isinstance(raw_rules, list) else []:
+        actions = raw.get("do") if isinstance(raw, Mapping) else None
+        for item in actions if isinstance(actions, list) else []:
+            spec = item.get("set") if isinstance(item, Mapping) else None
+            field = spec.get("field") if isinstance(spec, Mapping) else None
+            if isinstance(field, str):
+                found.add(field)
+    return found
 
 
 class RuleCompiler:
     """Check the meaning of one rule whose shape is valid, and compile it.
 
     `raw` is rule `index` of `source` and must already fit the schema; `rule_ids` are the
-    ids of every rule in the set, for cancel to name. Problems go to `errors`, each located
-    at its value in the file.
+    ids of every rule in the set, for cancel to name; `set_fields` the fields the set's `set`
+    actions store, for date triggers to watch. Problems go to `errors`, each located at its
+    value in the file.
     """
 
     def __init__(
@@ -60,6 +81,7 @@ class RuleCompiler:
         site: Site,
         rule_ids: set[str],
         errors: list[RuleError],
+        set_fields: set[str] | frozenset[str] = frozenset(),
     ) -> None:
         self.source = source
         self.base: JsonPath = ("rules", index)
@@ -73,7 +95,18 @@ class RuleCompiler:
         self.counting = "count" in self.when
         types = self.when.get("event", ())
         self.types: tuple[str, ...] = (types,) if isinstance(types, str) else tuple(types)
-        self.sample = sample_context(site, self.rule_id, self.kind, self.types)
+        self.set_fields = set_fields
+        self.for_each = self.when.get("for_each") == "customer"
+        self.date_scope = str(self.when.get("date", "")).partition(".")[0]
+        self.sample = sample_context(
+            site,
+            self.rule_id,
+            self.kind,
+            self.types,
+            for_each=self.for_each,
+            vehicle=self.date_scope == "vehicle",
+            set_fields=sorted(set_fields),
+        )
 
     def error(self, message: str, *path: str | int, at_key: bool = False) -> None:
         self.errors.append(
@@ -151,7 +184,8 @@ class RuleCompiler:
             return self.event_trigger(when)
         if self.kind == "schedule":
             try:
-                schedule = schedule_from_spec(when, self.site.timezone, self.site.calendar)
+                spec = {key: value for key, value in when.items() if key != "for_each"}
+                schedule = schedule_from_spec(spec, self.site.timezone, self.site.calendar)
             except ScheduleSpecError as exc:
                 key = exc.key or next(key for key in SCHEDULE_KEYS if key in when)
                 items = when.get(key)
@@ -163,7 +197,9 @@ class RuleCompiler:
                 ]
                 self.error(str(exc), "when", key, *named[:1])
                 return None
-            return ScheduleTrigger(schedule)
+            return ScheduleTrigger(schedule, "customer" if self.for_each else None)
+        if self.kind == "date":
+            return self.date_trigger(when)
         at = self.time_of_day(when["at"], "when", "at") if "at" in when else None
         if when["annually"] != "customer.birthday":
             self.error(
@@ -193,44 +229,118 @@ class RuleCompiler:
                     )
             if per == "task" and not all(t.startswith("task.") for t in types):
                 self.error("per: task needs task.* events", "when", "per")
+            if self.for_each:
+                self.error(
+                    "for_each does not apply with count: a counting rule fires for the subject "
+                    "it counts",
+                    "when",
+                    "for_each",
+                    at_key=True,
+                )
         elif "per" in when:
             self.error("per only applies with count", "when", "per", at_key=True)
         count = when.get("count")
-        return EventTrigger(types, after, at, None if count is None else int(count), per)
+        return EventTrigger(
+            types,
+            after,
+            at,
+            None if count is None else int(count),
+            per,
+            "customer" if self.for_each else None,
+        )
+
+    def date_trigger(self, when: Mapping[str, Any]) -> DateTrigger | None:
+        field = when["date"]
+        scope, _, name = field.partition(".")
+        ok = True
+        if scope not in ("vehicle", "customer") or not name:
+            self.error(
+                f"date must be vehicle.<name> or customer.<name>, like "
+                f"vehicle.next_maintenance; got {field!r}",
+                "when",
+                "date",
+            )
+            ok = False
+        elif field not in self.set_fields:
+            self.error(
+                f"no rule sets {field}; a date rule watches a date stored by a set action, "
+                f"like set: {{field: {field}, after: 6 months}}"
+                + did_you_mean(field, sorted(self.set_fields)),
+                "when",
+                "date",
+            )
+            ok = False
+        if "before" in when and "after" in when:
+            self.error("give before or after, not both", "when", "after", at_key=True)
+            ok = False
+        offsets: dict[str, Offset | None] = {}
+        for key in ("before", "after"):
+            offsets[key] = self.day_offset(when[key], "when", key) if key in when else None
+            if key in when and offsets[key] is None:
+                ok = False
+        at = self.time_of_day(when["at"], "when", "at") if "at" in when else time(9, 0)
+        if not ok or at is None:
+            return None
+        return DateTrigger(field, offsets["before"], offsets["after"], at)
+
+    def day_offset(self, value: Any, *path: str | int) -> Offset | None:
+        """An offset in days, weeks, months or working days (a date has no time of day)."""
+        offset = self.offset(value, *path)
+        if offset is not None and not offset.day_based:
+            self.error(
+                f"{path[-1]} must be in days, weeks, months or working days, like '14 days'; "
+                f"a date has no time of day, got {value!r}",
+                *path,
+            )
+            return None
+        return offset
 
     # Conditions and cancellation ----------------------------------------------------------
 
     def conditions(self, where: Mapping[str, Any]) -> tuple[Condition, ...]:
-        if self.kind == "schedule":
+        if self.kind == "schedule" and not self.for_each:
             self.error(
                 "where does not apply to a schedule rule: a schedule fire has no customer, "
-                "vehicle or event",
+                "vehicle or event (with for_each: customer, it may test customer fields)",
                 "where",
                 at_key=True,
             )
             return ()
         conditions: list[Condition] = []
         for path, matcher in where.items():
-            scope, _, name = path.partition(".")
-            if scope not in SCOPES or not name:
-                self.error(
-                    f"where field '{path}' must start with event., customer. or vehicle., "
-                    f"like customer.member",
-                    "where",
-                    path,
-                    at_key=True,
-                )
-            elif self.kind == "annual" and scope != "customer":
-                self.error(
-                    f"{path} is not available in an annually rule: it fires for a customer "
-                    f"only, with no {scope}",
-                    "where",
-                    path,
-                    at_key=True,
-                )
+            problem = self.field_problem(path, "where")
+            if problem:
+                self.error(problem, "where", path, at_key=True)
             elif self.matcher_ok(matcher, "where", path):
                 conditions.append(compile_matcher(path, matcher))
         return tuple(conditions)
+
+    def field_problem(self, path: Any, what: str) -> str | None:
+        """Why `path` (like event.department) names no field this rule's fires have, if so."""
+        scope, _, name = str(path).partition(".")
+        if scope not in SCOPES or not name:
+            return (
+                f"{what} field '{path}' must start with event., customer. or vehicle., "
+                f"like customer.member"
+            )
+        if scope in self.sample:
+            return None
+        if self.kind == "annual":
+            return (
+                f"{path} is not available in an annually rule: it fires for a customer "
+                f"only, with no {scope}"
+            )
+        has = [s for s in SCOPES if s in self.sample]
+        rule = {
+            "event": "a rule with for_each: customer",
+            "schedule": "a schedule rule",
+            "date": "a date rule",
+            "annual": "",
+        }[self.kind]
+        return (
+            f"{path} is not available in {rule}: its fires have "
+            f"{' and '.join(has) if has else 'no customer, vehicle or event'}, with no {scope}"
+        )
 
     def matcher_ok(self, matcher: Any, *path: str) -> bool:
         if matcher is None:
@@ -273,6 +383,7 @@ class RuleCompiler:
                 "event": "a counting rule fires at once, so nothing is pending",
                 "schedule": "a schedule rule has no anchoring event",
                 "annual": "an annually rule has no anchoring event",
+                "date": "a date rule has no anchoring event",
             }[self.kind]
             self.error(f"unless applies to event rules only: {why}", "unless", at_key=True)
             return None
@@ -305,22 +416,13 @@ class RuleCompiler:
         ((kind, spec),) = item.items()
         path = ("do", index, kind)
         if kind == "task":
-            if spec["role"] not in self.site.roles:
-                hint = did_you_mean(spec["role"], self.site.roles) or (
-                    f"; roles: {', '.join(self.site.roles)}"
-                )
-                self.error(
-                    f"unknown role '{spec['role']}'{hint} (roles are listed under roles: in "
-                    f"site.yaml)",
-                    *path,
-                    "role",
-                )
+            role = self.role(spec["role"], *path, "role")
             title = self.template(spec["title"], *path, "title")
             note = self.template(spec["note"], *path, "note") if "note" in spec else None
             due = self.due(spec["due"], *path, "due") if "due" in spec else None
-            if title is None:
+            if title is None or role is None:
                 return None
-            return TaskAction(spec["role"], title, due, note)
+            return TaskAction(role, title, due, note)
         if kind == "sms":
             text = self.template(spec["text"], *path, "text")
             return None if text is None else SmsAction(text)
@@ -331,16 +433,111 @@ class RuleCompiler:
             if subject is None or body is None:
                 return None
             return EmailAction(subject, body, () if to == "customer" else tuple(to))
+        if kind == "set":
+            return self.set_date(spec, *path)
+        if kind == "emit":
+            return self.emit(spec, *path)
         for i, rule_id in enumerate(spec["rules"]):
             if rule_id not in self.rule_ids:
                 self.error(
-                    f"cancel names rule '{rule_id}', which is in no rule file"
+                    f"{kind} names rule '{rule_id}', which is in no rule file"
                     + did_you_mean(rule_id, sorted(self.rule_ids)),
                     *path,
                     "rules",
                     i,
                 )
-        return CancelAction(tuple(spec["rules"]))
+        matching = spec.get("matching")
+        if matching is not None:
+            problem = self.field_problem(matching, "matching")
+            if problem:
+                self.error(problem, *path, "matching")
+        if kind == "complete":
+            return CompleteAction(tuple(spec["rules"]), matching)
+        return CancelAction(tuple(spec["rules"]), matching)
+
+    def known_role(self, role: str, *path: str | int) -> bool:
+        if role in self.site.roles:
+            return True
+        hint = did_you_mean(role, self.site.roles) or f"; roles: {', '.join(self.site.roles)}"
+        self.error(
+            f"unknown role '{role}'{hint} (roles are listed under roles: in site.yaml)", *path
+        )
+        return False
+
+    def role(self, value: str | Mapping[str, Any], *path: str | int) -> str | RoleChoice | None:
+        if isinstance(value, str):
+            self.known_role(value, *path)
+            return value
+        ok = True
+        problem = self.field_problem(value["by"], "role.by")
+        if problem:
+            self.error(problem, *path, "by")
+            ok = False
+        choices: list[tuple[str, str]] = []
+        for key, role in value.items():
+            if key == "by":
+                continue
+            if not self.known_role(role, *path, key):
+                ok = False
+            if key != "default":
+                choices.append((str(key), role))
+        if not choices:
+            self.error(
+                "role needs at least one value besides by and default, like "
+                "{by: event.department, sales: sales_callback, default: service_callback}",
+                *path,
+            )
+            ok = False
+        return RoleChoice(value["by"], tuple(choices), value["default"]) if ok else None
+
+    def set_date(self, spec: Mapping[str, Any], *path: str | int) -> SetDateAction | None:
+        field = spec["field"]
+        scope, _, name = field.partition(".")
+        ok = True
+        if scope not in ("vehicle", "customer") or not name:
+            self.error(
+                f"set field must be vehicle.<name> or customer.<name>, like "
+                f"vehicle.next_maintenance; got {field!r}",
+                *path,
+                "field",
+            )
+            ok = False
+        elif scope not in self.sample:
+            self.error(
+                f"set {field} needs a rule whose fires have a {scope}, like an event rule; "
+                f"this one has none",
+                *path,
+                "field",
+            )
+            ok = False
+        if "km" in spec and scope != "vehicle":
+            self.error("km applies to vehicle dates only", *path, "km", at_key=True)
+            ok = False
+        after = self.day_offset(spec["after"], *path, "after")
+        if not ok or after is None:
+            return None
+        return SetDateAction(field, after, spec.get("km"))
+
+    def emit(self, spec: Mapping[str, Any], *path: str | int) -> EmitAction | None:
+        before = len(self.errors)
+        self.event_types(spec["event"], *path, "event")
+        ok = len(self.errors) == before
+        if spec["event"] in self.types:
+            self.error(
+                f"emit {spec['event']} from a rule for {spec['event']} would fire itself "
+                f"again and again",
+                *path,
+                "event",
+            )
+            ok = False
+        data: list[tuple[str, Template]] = []
+        for key, text in spec.get("data", {}).items():
+            template = self.template(text, *path, "data", key)
+            if template is None:
+                ok = False
+            else:
+                data.append((str(key), template))
+        return EmitAction(spec["event"], tuple(data)) if ok else None
 
     def due(self, value: str | Mapping[str, Any], *path: str | int) -> Due | None:
         if isinstance(value, str):

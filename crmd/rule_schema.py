@@ -60,6 +60,7 @@ EVENT_TRIGGER = _mapping(
         "at": TIME_OF_DAY,
         "count": {"type": "integer", "minimum": 1},
         "per": {"enum": ["customer", "vehicle", "task"]},
+        "for_each": {"enum": ["customer"]},
     },
     "event",
 )
@@ -79,15 +80,23 @@ _SCHEDULE_OPTION_VALUES: dict[str, dict[str, Any]] = {
     "days": TEXT,
     "shift": TEXT,
 }
+FOR_EACH: dict[str, Any] = {"enum": ["customer"]}
 SCHEDULE_TRIGGERS = [
     _mapping(
-        {form: value, **{key: _SCHEDULE_OPTION_VALUES[key] for key in SCHEDULE_KEYS[form][1:]}},
+        {
+            form: value,
+            **{key: _SCHEDULE_OPTION_VALUES[key] for key in SCHEDULE_KEYS[form][1:]},
+            "for_each": FOR_EACH,
+        },
         form,
     )
     for form, value in _SCHEDULE_FORM_VALUES.items()
 ]
 ANNUAL_TRIGGER = _mapping(
     {"annually": TEXT, "at": TIME_OF_DAY, "feb29": {"enum": ["feb28", "mar1"]}}, "annually"
+)
+DATE_TRIGGER = _mapping(
+    {"date": TEXT, "before": DURATION, "after": DURATION, "at": TIME_OF_DAY}, "date"
 )
 
 DUE: dict[str, Any] = {
@@ -104,7 +113,16 @@ DUE: dict[str, Any] = {
     },
     "additionalProperties": False,
 }
-TASK = _mapping({"role": TEXT, "title": TEXT, "note": TEXT, "due": DUE}, "role", "title")
+ROLE: dict[str, Any] = {
+    # A role, or a role picked by a field's value: {by: event.department, sales: ..., default: ...}
+    "type": ["string", "object"],
+    "description": "a role, or a mapping like {by: event.department, sales: sales_callback, "
+    "default: service_callback}",
+    "properties": {"by": TEXT, "default": TEXT},
+    "additionalProperties": TEXT,
+    "required": ["by", "default"],
+}
+TASK = _mapping({"role": ROLE, "title": TEXT, "note": TEXT, "due": DUE}, "role", "title")
 SMS = _mapping({"text": TEXT}, "text")
 EMAIL_TO: dict[str, Any] = {
     # `pattern` only applies to text, `items` and `minItems` only to lists.
@@ -119,13 +137,22 @@ EMAIL_TO: dict[str, Any] = {
     "description": "customer, or a list of e-mail addresses like [boss@example.com]",
 }
 EMAIL = _mapping({"subject": TEXT, "body": TEXT, "to": EMAIL_TO}, "subject", "body")
-CANCEL = _mapping({"rules": {"type": "array", "items": TEXT, "minItems": 1}}, "rules")
+CANCEL = _mapping(
+    {"rules": {"type": "array", "items": TEXT, "minItems": 1}, "matching": TEXT}, "rules"
+)
+SET = _mapping(
+    {"field": TEXT, "after": DURATION, "km": {"type": "integer", "minimum": 1}}, "field", "after"
+)
+EMIT = _mapping({"event": TEXT, "data": {"type": "object", "additionalProperties": TEXT}}, "event")
 # Each action is a mapping with a single key naming its kind.
 ACTIONS = [
     _mapping({"task": TASK}, "task"),
     _mapping({"sms": SMS}, "sms"),
     _mapping({"email": EMAIL}, "email"),
     _mapping({"cancel": CANCEL}, "cancel"),
+    _mapping({"complete": CANCEL}, "complete"),
+    _mapping({"set": SET}, "set"),
+    _mapping({"emit": EMIT}, "emit"),
 ]
 
 RULE = _mapping(
@@ -134,7 +161,7 @@ RULE = _mapping(
         "description": TEXT,
         "enabled": {"type": "boolean"},
         "when": {
-            "oneOf": [EVENT_TRIGGER, *SCHEDULE_TRIGGERS, ANNUAL_TRIGGER],
+            "oneOf": [EVENT_TRIGGER, *SCHEDULE_TRIGGERS, ANNUAL_TRIGGER, DATE_TRIGGER],
             "description": "a trigger mapping like {event: sale.delivered}",
         },
         # Fields and operators are checked by crmd.rule_compile, located at each key.

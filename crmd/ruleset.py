@@ -13,7 +13,7 @@ from typing import Any
 
 from crmd.errors import RuleError, RuleSetError
 from crmd.rule import Rule, RuleSet
-from crmd.rule_compile import RuleCompiler
+from crmd.rule_compile import RuleCompiler, set_fields_of
 from crmd.rule_schema import schema_problems
 from crmd.site import Site
 from crmd.yamlpos import JsonPath, YamlSource, read_yaml
@@ -58,9 +58,12 @@ def load_rule_files(paths: Sequence[Path], site: Site) -> RuleSet:
                 first_seen[rule_id] = f"{source.name}:{source.where(path)[0]}"
             if index not in broken:
                 to_compile.append((source, index, raw))
+    # The dates `set` actions store, for date triggers and templates anywhere in the set.
+    set_fields = set_fields_of([raw for _, _, raw in to_compile])
     rules: list[Rule] = []
     for source, index, raw in to_compile:
-        rule = RuleCompiler(source, index, raw, site, set(first_seen), errors).compile()
+        compiler = RuleCompiler(source, index, raw, site, set(first_seen), errors, set_fields)
+        rule = compiler.compile()
         if rule is not None:
             rules.append(rule)
     if errors:

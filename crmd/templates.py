@@ -6,7 +6,7 @@ will give them (`sample_context`), and rendered per fire.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
@@ -78,29 +78,48 @@ class EventFields(dict[str, Any]):
 # -- checking templates at rule load against a sample context -----------------------------
 
 # The kinds of rule, by their trigger; each gives its templates different names to use.
-RuleKind = Literal["event", "schedule", "annual"]
+RuleKind = Literal["event", "schedule", "annual", "date"]
 _PARSER = Environment()  # parses only: the names and fields a template uses
 _RECORDS = ("customer", "vehicle", "event", "task")
+# The sample value of a date that a `set` action stores (vehicle.next_maintenance).
+SAMPLE_SET_DATE = date(2026, 9, 1)
 
 
 def sample_context(
-    site: Site, rule_id: str, kind: RuleKind, event_types: Sequence[str] = ()
+    site: Site,
+    rule_id: str,
+    kind: RuleKind,
+    event_types: Sequence[str] = (),
+    *,
+    for_each: bool = False,
+    vehicle: bool = True,
+    set_fields: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """The names a template of this kind of rule may use, with sample values (docs/rules.md)."""
+    """The names a template of this kind of rule may use, with sample values (docs/rules.md).
+
+    `for_each` is a rule fanned out to every customer (it has a customer but no vehicle);
+    `vehicle` says whether a date rule watches a vehicle date; `set_fields` are the fields
+    the rule set's `set` actions store (`vehicle.next_maintenance`), present on every record.
+    """
     tz = site.timezone
     fire_at = datetime(2026, 3, 2, 9, 30, tzinfo=tz)
     context: dict[str, Any] = {}
-    if kind != "schedule":
+    if kind in ("event", "annual", "date") or for_each:
         context["customer"] = {
             "id": 1, "name": "张三", "phone": "+8613800138000",
             "email": "zhangsan@example.com", "birthday": date(1988, 6, 15),
             "member": True, "opt_out": False, "attributes": {},
         }  # fmt: skip
-    if kind == "event":
+    if (kind == "event" and not for_each) or (kind == "date" and vehicle):
         context["vehicle"] = {
             "id": 1, "customer_id": 1, "vin": "LSGJA52U7EH000001", "plate": "沪A12345",
             "model": "Model", "attributes": {},
         }  # fmt: skip
+    for set_field in set_fields:
+        scope, _, name = set_field.partition(".")
+        if scope in context and name:
+            context[scope].setdefault(name, SAMPLE_SET_DATE)
+    if kind == "event":
         event: dict[str, Any] = {"id": 1, "type": event_types[0], "at": fire_at - timedelta(days=3)}
         tasks = [t.startswith("task.") for t in event_types]
         if any(tasks):
@@ -133,7 +152,8 @@ def template_problem(
         if node.name in known:
             continue
         if node.name in _RECORDS:
-            return f"{node.name} is not available in {_why_not(kind, event_types)}", node.lineno
+            why = _why_not(kind, event_types, sample)
+            return f"{node.name} is not available in {why}", node.lineno
         return (
             f"unknown name '{node.name}' in the template; names here: "
             f"{', '.join(sample)}{did_you_mean(node.name, list(sample))}",
@@ -152,11 +172,24 @@ def template_problem(
     return template.check(sample), None
 
 
-def _why_not(kind: RuleKind, event_types: Sequence[str]) -> str:
+def _why_not(kind: RuleKind, event_types: Sequence[str], sample: Mapping[str, Any]) -> str:
+    if kind == "schedule" and "customer" in sample:
+        return (
+            "a schedule rule for each customer: it has a customer but no vehicle or event; "
+            "use customer, fire and site"
+        )
     if kind == "schedule":
         return (
             "a schedule rule: a schedule fire has no customer, vehicle or event; use fire and site"
         )
     if kind == "annual":
         return "an annually rule: it fires for a customer only; use customer, fire and site"
+    if kind == "date":
+        names = ", ".join(n for n in ("customer", "vehicle") if n in sample)
+        return f"a date rule: it has no event; use {names}, fire and site"
+    if "vehicle" not in sample:
+        return (
+            f"a rule for {', '.join(event_types)} for each customer: it has no vehicle, and "
+            f"task is there only for task.* events"
+        )
     return f"a rule for {', '.join(event_types)}: task is there only for task.* events"

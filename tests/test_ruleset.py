@@ -244,7 +244,7 @@ BAD = {
         """,
         [
             "rules/r.yaml:3:35: unknown key 'afterr' in when; expected one of: event, after, "
-            "at, count, per; did you mean 'after'? (rule r)"
+            "at, count, per, for_each; did you mean 'after'? (rule r)"
         ],
     ),
     "unknown-key-on-line-4": (
@@ -269,7 +269,7 @@ BAD = {
         """,
         [
             "rules/r.yaml:3:11: when needs exactly one of: event, daily, weekly, monthly, "
-            "quarterly, cron, annually (rule r)"
+            "quarterly, cron, annually, date (rule r)"
         ],
     ),
     "two-trigger-forms": (
@@ -283,7 +283,7 @@ BAD = {
         """,
         [
             "rules/r.yaml:4:7: when needs exactly one of: event, daily, weekly, monthly, "
-            "quarterly, cron, annually; found daily, weekly (rule r)"
+            "quarterly, cron, annually, date; found daily, weekly (rule r)"
         ],
     ),
     "unknown-key-in-task": (
@@ -312,8 +312,8 @@ BAD = {
                 email: {subject: a, body: b}
         """,
         [
-            "rules/r.yaml:5:9: action needs exactly one of: task, sms, email, cancel; found "
-            "sms, email; put each action in its own '-' item (rule r)"
+            "rules/r.yaml:5:9: action needs exactly one of: task, sms, email, cancel, complete, "
+            "set, emit; found sms, email; put each action in its own '-' item (rule r)"
         ],
     ),
     "wrong-type": (
@@ -510,7 +510,8 @@ BAD = {
             "rules/r.yaml:7:27: in takes a list, like {in: [a, b]} (rule r)",
             "rules/r.yaml:8:7: give a value to compare with, or use {exists: false} (rule r)",
             "rules/r.yaml:12:5: where does not apply to a schedule rule: a schedule fire has no "
-            "customer, vehicle or event (rule s)",
+            "customer, vehicle or event (with for_each: customer, it may test customer fields) "
+            "(rule s)",
         ],
     ),
     "bad-unless": (
