@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, Table
 
+from crmd import queries as q
 from crmd.errors import ImportFileError
 from crmd.intake import IntakeResult, NewEvent, record_events, upsert_customers, upsert_vehicles
 from crmd.site import Site
@@ -297,14 +298,10 @@ class _References:
 
 
 def _ids_in_store(table: Table) -> Callable[[Connection, list[str]], Iterable[str]]:
-    # Ids only: q.customers_by_id would fetch and decode whole rows, which is most of the
-    # time of checking a large event file. TODO: move to crmd/queries.py with the others.
+    """Ids only: whole rows would cost most of the time of checking a large event file."""
+
     def lookup(conn: Connection, ids: list[str]) -> Iterable[str]:
-        found: list[str] = []
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            found.extend(conn.execute(select(table.c.id).where(table.c.id.in_(chunk))).scalars())
-        return found
+        return q.existing_ids(conn, table, ids)
 
     return lookup
 

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from crmd import queries as q
 from crmd.errors import CrmdError
-from crmd.tables import customers, vehicles
+from crmd.tables import customers, events, vehicles
 
 CUSTOMER_FIELDS = ("name", "phone", "email", "birthday", "member", "opt_out")
 VEHICLE_FIELDS = ("customer_id", "vin", "plate", "model")
@@ -55,7 +55,7 @@ def record_events(
         if e.at.tzinfo is None:
             raise CrmdError(f"event time {e.at.isoformat()} has no time zone")
     ids = [e.id or new_event_id() for e in new]
-    seen = q.existing_event_ids(conn, ids)
+    seen = q.existing_ids(conn, events, ids)
     rows = []
     for e, event_id in zip(new, ids, strict=True):
         if event_id in seen:

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, func, insert, select, update
+from sqlalchemy import Connection, Row, Table, and_, func, insert, select, update
 
 from crmd.tables import customers, dates, events, fires, outbox, rule_state, tasks, vehicles
 
@@ -143,10 +143,11 @@ def insert_events(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         conn.execute(insert(events), list(rows))
 
 
-def existing_event_ids(conn: Connection, ids: Iterable[str]) -> set[str]:
+def existing_ids(conn: Connection, table: Table, ids: Iterable[str]) -> set[str]:
+    """Which of these ids a table (customers, vehicles, events) already holds; ids only."""
     found: set[str] = set()
     for chunk in _chunks(sorted(set(ids))):
-        found.update(conn.execute(select(events.c.id).where(events.c.id.in_(chunk))).scalars())
+        found.update(conn.execute(select(table.c.id).where(table.c.id.in_(chunk))).scalars())
     return found
 
 
