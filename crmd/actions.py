@@ -7,7 +7,7 @@ together or not at all.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -167,27 +167,24 @@ class ActionWriter:
         fire_ids: Sequence[int],
         now: datetime,
     ) -> int:
-        rows = []
-        for record, fire_id in zip(records, fire_ids, strict=True):
-            for a in record.actions:
-                if a["action"] == "task":
-                    rows.append(
-                        {
-                            "fire_id": fire_id,
-                            "rule_id": record.rule_id,
-                            "role": a["role"],
-                            "title": a["title"],
-                            "note": a["note"],
-                            "customer_id": record.customer_id,
-                            "vehicle_id": record.vehicle_id,
-                            "available_at": a["available_at"],
-                            "due_at": a["due_at"],
-                            "status": "open",
-                            "overdue": False,
-                            "attempts": 0,
-                            "created_at": now,
-                        }
-                    )
+        rows = [
+            {
+                "fire_id": fire_id,
+                "rule_id": record.rule_id,
+                "role": a["role"],
+                "title": a["title"],
+                "note": a["note"],
+                "customer_id": record.customer_id,
+                "vehicle_id": record.vehicle_id,
+                "available_at": a["available_at"],
+                "due_at": a["due_at"],
+                "status": "open",
+                "overdue": False,
+                "attempts": 0,
+                "created_at": now,
+            }
+            for record, fire_id, a in _actions_of(records, fire_ids, "task")
+        ]
         if not rows:
             return 0
         ids = q.insert_tasks(conn, rows)
@@ -204,25 +201,23 @@ class ActionWriter:
         fire_ids: Sequence[int],
         now: datetime,
     ) -> None:
-        rows = []
-        for record, fire_id in zip(records, fire_ids, strict=True):
-            for a in record.actions:
-                if a["action"] in ("sms", "email") and not a.get("skipped"):
-                    rows.append(
-                        {
-                            "fire_id": fire_id,
-                            "rule_id": record.rule_id,
-                            "channel": a["action"],
-                            "customer_id": record.customer_id,
-                            "recipient": a["to"],
-                            "subject": a.get("subject", ""),
-                            "body": a["text"],
-                            "status": "queued",
-                            "not_before": record.fire_at,
-                            "attempts": 0,
-                            "created_at": now,
-                        }
-                    )
+        rows = [
+            {
+                "fire_id": fire_id,
+                "rule_id": record.rule_id,
+                "channel": a["action"],
+                "customer_id": record.customer_id,
+                "recipient": a["to"],
+                "subject": a.get("subject", ""),
+                "body": a["text"],
+                "status": "queued",
+                "not_before": record.fire_at,
+                "attempts": 0,
+                "created_at": now,
+            }
+            for record, fire_id, a in _actions_of(records, fire_ids, "sms", "email")
+            if not a.get("skipped")
+        ]
         q.insert_outbox(conn, rows)
 
     def _resolve_dates(self, conn: Connection, records: Sequence[FireRecord]) -> None:
@@ -278,9 +273,7 @@ class ActionWriter:
                 "data": {"rule": record.rule_id, **a["data"]},
                 "recorded_at": now,
             }
-            for record, fire_id in zip(records, fire_ids, strict=True)
-            for n, a in enumerate(record.actions)
-            if a["action"] == "emit"
+            for n, (record, fire_id, a) in enumerate(_actions_of(records, fire_ids, "emit"))
         ]
         q.insert_events(conn, rows)
         return len(rows)
@@ -340,6 +333,16 @@ class ActionWriter:
             "data": {"rule": t["rule_id"], "role": t["role"], **data},
             "recorded_at": now,
         }
+
+
+def _actions_of(
+    records: Sequence[FireRecord], fire_ids: Sequence[int], *kinds: str
+) -> Iterator[tuple[FireRecord, int, dict[str, Any]]]:
+    """Each action of these kinds, with its fire and the fire's ledger id."""
+    for record, fire_id in zip(records, fire_ids, strict=True):
+        for a in record.actions:
+            if a["action"] in kinds:
+                yield record, fire_id, a
 
 
 def _jsonable(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
