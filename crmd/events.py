@@ -7,7 +7,9 @@ BUSINESS_EVENTS: tuple[str, ...] = (
     "sale.delivered",
     "service.completed",
     "complaint.opened",
+    "complaint.assigned",  # the CR manager hands a complaint to a department (P7, P8)
     "complaint.resolved",
+    "complaint.reopened",  # the customer is still unsatisfied (P9)
     "member.joined",
     "customer.opted_out",
     "weather.alert",
