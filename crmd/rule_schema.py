@@ -74,6 +74,7 @@ _SCHEDULE_FORM_VALUES: dict[str, dict[str, Any]] = {
     "monthly": DAY_OF_MONTH,
     "quarterly": DAY_OF_MONTH,
     "cron": TEXT,
+    "holiday": TEXT,
 }
 _SCHEDULE_OPTION_VALUES: dict[str, dict[str, Any]] = {
     "at": TIME_OF_DAY,

@@ -21,6 +21,7 @@ from crmd.schedules import (
     DailySchedule,
     DaySpec,
     DayWord,
+    HolidaySchedule,
     MonthlySchedule,
     Schedule,
     Shift,
@@ -47,11 +48,13 @@ SCHEDULE_KEYS: dict[str, tuple[str, ...]] = {
     "weekly": ("weekly", "at"),
     "monthly": ("monthly", "at", "shift"),
     "quarterly": ("quarterly", "at", "shift"),
+    "holiday": ("holiday", "at"),
 }
 _SCHEDULE_HELP = (
     "write one of {cron: '30 9 * * 1-5'}, {daily: '09:30'} (with days: working for working "
     "days only), {weekly: monday, at: '12:00'}, {monthly: 10, at: '09:00'} or "
-    "{quarterly: 1, at: '09:00'}; monthly and quarterly take shift: previous working day"
+    "{quarterly: 1, at: '09:00'} or {holiday: spring festival, at: '09:00'}; monthly and "
+    "quarterly take shift: previous working day"
 )
 _DAY_HELP = (
     "write a day of the month 1..31 (past the month's end means its last day), 'last', "
@@ -69,6 +72,21 @@ _DAY_WORDS: dict[str, DayWord] = {
     **dict.fromkeys(("first working day", "第一个工作日", "首个工作日"), "first_working_day"),
     **dict.fromkeys(("last working day", "最后一个工作日"), "last_working_day"),
 }
+_FESTIVAL_WORDS: dict[str, str] = {
+    **dict.fromkeys(("new year", "new year's day", "元旦"), "new_year"),
+    **dict.fromkeys(
+        ("spring festival", "chinese new year", "lunar new year", "春节"), "spring_festival"
+    ),
+    **dict.fromkeys(("qingming", "tomb-sweeping day", "清明", "清明节"), "qingming"),
+    **dict.fromkeys(("labour day", "labor day", "劳动节", "五一"), "labour_day"),
+    **dict.fromkeys(("dragon boat", "dragon boat festival", "端午", "端午节"), "dragon_boat"),
+    **dict.fromkeys(("mid-autumn", "mid-autumn festival", "中秋", "中秋节"), "mid_autumn"),
+    **dict.fromkeys(("national day", "国庆", "国庆节"), "national_day"),
+}
+_FESTIVAL_HELP = (
+    "write one of new year (元旦), spring festival (春节), qingming (清明), labour day (劳动节), "
+    "dragon boat (端午), mid-autumn (中秋) or national day (国庆)"
+)
 _SHIFT_WORDS: dict[str, Shift] = {s.replace("_", " "): s for s in get_args(Shift)}
 
 
@@ -111,6 +129,14 @@ def parse_shift(value: object) -> Shift:
     return shift
 
 
+def parse_festival(value: object) -> str:
+    """Read a statutory holiday's name, English or Chinese: spring festival, 春节, ..."""
+    festival = _FESTIVAL_WORDS.get(_words(value)) if isinstance(value, str) else None
+    if festival is None:
+        raise ValueError(f"{value!r} is not one of China's statutory holidays: {_FESTIVAL_HELP}")
+    return festival
+
+
 def _parse_days(value: object) -> bool:
     """Read daily's `days`: True for working days only."""
     word = _words(value) if isinstance(value, str) else None
@@ -147,6 +173,8 @@ def schedule_from_spec(spec: Mapping[str, Any], tz: ZoneInfo, cal: WorkCalendar)
     at = _read("at", parse_time_of_day, spec.get("at", "00:00"))
     if kind == "weekly":
         return WeeklySchedule(_read(kind, parse_weekdays, value), at, tz)
+    if kind == "holiday":
+        return HolidaySchedule(_read(kind, parse_festival, value), at, tz)
     days = _read(kind, parse_day_spec, value)
     shift = _read("shift", parse_shift, spec.get("shift", "none"))
     if kind == "monthly":

@@ -6,7 +6,7 @@ How rule files write them (words, cron text, the `when` forms) is `crmd.schedule
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal, Protocol, get_args
@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 
 from crmd.offsets import local_datetime, to_local
-from crmd.workcal import WorkCalendar
+from crmd.workcal import FESTIVALS, WorkCalendar, festival_day
 
 DayWord = Literal["last", "first_working_day", "last_working_day"]
 DaySpec = int | DayWord
@@ -34,18 +34,45 @@ class Schedule(Protocol):
     by wall-clock time, ignoring fold, which gets the repeated hour of autumn wrong.
     """
 
+    def next_within(self, t: datetime, until: datetime | None) -> datetime | None:
+        """The first fire strictly after `t` (aware, any zone), as an aware local datetime;
+        None if it comes after `until`.
+
+        With `until`, the working-day calendar is not asked about days whose fires would
+        come after it, so a window ending in a published year never needs the next year's
+        calendar. Without it, the answer is never None.
+        """
+
     def next_after(self, t: datetime) -> datetime:
-        """The first fire strictly after `t` (aware, any zone), as an aware local datetime."""
+        """The first fire strictly after `t`, however far ahead."""
 
     def describe(self) -> str:
         """A short English description, e.g. "monthly on day 10 at 09:00"."""
 
 
+class _Unbounded:
+    """next_after for schedules that implement next_within."""
+
+    def next_within(self, t: datetime, until: datetime | None) -> datetime | None:
+        raise NotImplementedError
+
+    def next_after(self, t: datetime) -> datetime:
+        fire = self.next_within(t, None)
+        assert fire is not None, "a schedule without a horizon always has a next fire"
+        return fire
+
+
 def occurrences(schedule: Schedule, start: datetime, end: datetime) -> Iterator[datetime]:
     """Every fire of `schedule` in (start, end]."""
-    t, last = start, to_local(end, UTC)
-    while (t := schedule.next_after(t)).astimezone(UTC) <= last:
-        yield t
+    t, last = start, to_local(end, UTC)  # to_local refuses a naive end
+    while (fire := schedule.next_within(t, last)) is not None:
+        yield fire
+        t = fire
+
+
+def _beyond(until: datetime | None, fire: datetime) -> bool:
+    """Whether `fire` comes after the horizon `until` (None: no horizon)."""
+    return until is not None and fire.astimezone(UTC) > until.astimezone(UTC)
 
 
 def _check_at(at: time) -> None:
@@ -57,7 +84,7 @@ def _check_at(at: time) -> None:
 
 
 @dataclass(frozen=True)
-class CronSchedule:
+class CronSchedule(_Unbounded):
     """A cron expression evaluated on the local wall clock.
 
     Each local wall-clock time fires once: a time skipped when clocks go forward fires
@@ -74,7 +101,11 @@ class CronSchedule:
 
         object.__setattr__(self, "expr", parse_cron(self.expr))
 
-    def next_after(self, t: datetime) -> datetime:
+    def next_within(self, t: datetime, until: datetime | None) -> datetime | None:
+        fire = self._next(t)
+        return None if _beyond(until, fire) else fire
+
+    def _next(self, t: datetime) -> datetime:
         local = to_local(t, self.tz)
         after = local.astimezone(UTC)
         wall = local.replace(tzinfo=None, fold=0)
@@ -102,7 +133,7 @@ class CronSchedule:
 
 
 @dataclass(frozen=True)
-class DailySchedule:
+class DailySchedule(_Unbounded):
     """Every day (or every working day) at a local time."""
 
     at: time
@@ -113,11 +144,13 @@ class DailySchedule:
     def __post_init__(self) -> None:
         _check_at(self.at)
 
-    def next_after(self, t: datetime) -> datetime:
+    def next_within(self, t: datetime, until: datetime | None) -> datetime | None:
         local = to_local(t, self.tz)
         after, day = local.astimezone(UTC), local.date() - _ONE_DAY
         while True:
             fire = local_datetime(day, self.at, self.tz)
+            if _beyond(until, fire):
+                return None
             # Ask the calendar only about days that could fire: it refuses unpublished years.
             if fire.astimezone(UTC) > after and (
                 not self.working_days_only or self.cal.is_working_day(day)
@@ -131,7 +164,7 @@ class DailySchedule:
 
 
 @dataclass(frozen=True)
-class WeeklySchedule:
+class WeeklySchedule(_Unbounded):
     """On some days of the week (0 = Monday) at a local time."""
 
     weekdays: tuple[int, ...]
@@ -144,14 +177,14 @@ class WeeklySchedule:
             raise ValueError(f"weekdays must be 0 (Monday) to 6 (Sunday), not {self.weekdays!r}")
         object.__setattr__(self, "weekdays", tuple(sorted(set(self.weekdays))))
 
-    def next_after(self, t: datetime) -> datetime:
+    def next_within(self, t: datetime, until: datetime | None) -> datetime | None:
         local = to_local(t, self.tz)
         after, day = local.astimezone(UTC), local.date() - _ONE_DAY
         while True:
             if day.weekday() in self.weekdays:
                 fire = local_datetime(day, self.at, self.tz)
                 if fire.astimezone(UTC) > after:
-                    return fire
+                    return None if _beyond(until, fire) else fire
             day += _ONE_DAY
 
     def describe(self) -> str:
@@ -159,11 +192,49 @@ class WeeklySchedule:
         return f"weekly on {days} at {self.at:%H:%M}"
 
 
+# -- statutory holidays -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HolidaySchedule(_Unbounded):
+    """On the first day of one of China's statutory holidays each year, at a local time.
+
+    The lunar festivals (春节, 端午, 中秋) move from year to year; their dates are known
+    for any year, so this schedule never needs the official calendar.
+    """
+
+    festival: str  # a key of crmd.workcal.FESTIVALS
+    at: time
+    tz: ZoneInfo
+
+    def __post_init__(self) -> None:
+        _check_at(self.at)
+        if self.festival not in FESTIVALS:
+            raise ValueError(f"festival must be one of {sorted(FESTIVALS)}, not {self.festival!r}")
+
+    def next_within(self, t: datetime, until: datetime | None) -> datetime | None:
+        local = to_local(t, self.tz)
+        after = local.astimezone(UTC)
+        year = local.year
+        while True:
+            day = festival_day(self.festival, year)
+            if day is not None:
+                fire = local_datetime(day, self.at, self.tz)
+                if _beyond(until, fire):
+                    return None
+                if fire.astimezone(UTC) > after:
+                    return fire
+            year += 1
+
+    def describe(self) -> str:
+        return f"yearly on the first day of {FESTIVALS[self.festival]} at {self.at:%H:%M}"
+
+
 # -- monthly and quarterly ----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class MonthlySchedule:
+class MonthlySchedule(_Unbounded):
     """On some days of some months at a local time, optionally moved off days off.
 
     A day number past the month's end means its last day (30 in February is the 28th or
@@ -192,50 +263,80 @@ class MonthlySchedule:
         object.__setattr__(self, "days", (*numbers, *words))
         object.__setattr__(self, "months", tuple(sorted(set(self.months))))
 
-    def next_after(self, t: datetime) -> datetime:
+    def next_within(self, t: datetime, until: datetime | None) -> datetime | None:
         local = to_local(t, self.tz)
         # Start a month early: "next working day" can carry the 31st into the next month.
         year, month = (local.year, local.month - 1) if local.month > 1 else (local.year - 1, 12)
         lookback = True
         while True:
             if month in self.months:
-                fire = self._first_fire_in(year, month, local.astimezone(UTC), lookback)
-                if fire is not None:
+                has_fire, fire = self._first_fire_in(
+                    year, month, local.astimezone(UTC), until, lookback
+                )
+                if has_fire:
                     return fire
             lookback = False
             year, month = (year, month + 1) if month < 12 else (year + 1, 1)
 
     def _first_fire_in(
-        self, year: int, month: int, after: datetime, lookback: bool
-    ) -> datetime | None:
-        """The month's earliest fire after `after` (UTC); None if it has none.
+        self, year: int, month: int, after: datetime, until: datetime | None, lookback: bool
+    ) -> tuple[bool, datetime | None]:
+        """Whether the month has a fire after `after` (UTC), and the earliest one, or None
+        if it comes after `until`.
 
         Shifting is monotonic, so the month's fires all come after the previous month's
         and before the next month's (or coincide, and coinciding fires fire once).
         """
         if lookback and self.shift != "next_working_day":
-            return None  # nothing from before t's month can land after t
-        last = calendar.monthrange(year, month)[1]
+            return False, None  # nothing from before t's month can land after t
+
+        def beyond(day: date) -> bool:
+            return _beyond(until, local_datetime(day, self.at, self.tz))
+
         fires: list[datetime] = []
+        unknown_outside = False  # a fire known only to fall outside (after, until]
         for spec in self.days:
             if lookback and spec in ("first_working_day", "last_working_day"):
                 continue  # a working day of an earlier month is before t
-            if spec == "first_working_day":
-                day = self.cal.first_working_day(year, month)
-            elif spec == "last_working_day":
-                day = self.cal.last_working_day(year, month)
-            else:
-                day = date(year, month, last if spec == "last" else min(spec, last))
-                if self.shift == "previous_working_day":
-                    if local_datetime(day, self.at, self.tz).astimezone(UTC) <= after:
-                        continue  # moving earlier keeps it <= after; no need to ask the calendar
-                    day = self.cal.previous_working_day(day)
-                elif self.shift == "next_working_day":
-                    day = self.cal.next_working_day(day)
+            day = self._day_of(spec, year, month, after, beyond)
+            if day is None:
+                unknown_outside = True
+                continue
             fire = local_datetime(day, self.at, self.tz).astimezone(UTC)
             if fire > after:
                 fires.append(fire)
-        return min(fires).astimezone(self.tz) if fires else None
+        if not fires:
+            return unknown_outside, None
+        first = min(fires)
+        return True, None if _beyond(until, first) else first.astimezone(self.tz)
+
+    def _day_of(
+        self, spec: DaySpec, year: int, month: int, after: datetime, beyond: Callable[[date], bool]
+    ) -> date | None:
+        """The day `spec` fires in the month, or None if that day's fire is certainly not
+        in (after, until], though which day it is may be unknowable.
+
+        A day whose fire could not come after `after` may be returned unshifted.
+        """
+        if spec in ("first_working_day", "last_working_day"):
+            if beyond(date(year, month, 1)):
+                return None  # both are on or after the 1st
+            if spec == "first_working_day":
+                return self.cal.first_working_day(year, month)
+            return self.cal.last_working_day(year, month)
+        last = calendar.monthrange(year, month)[1]
+        raw = date(year, month, min(spec, last) if isinstance(spec, int) else last)
+        if self.shift == "previous_working_day":
+            if local_datetime(raw, self.at, self.tz).astimezone(UTC) <= after:
+                return raw  # moving earlier keeps it <= after; no need to ask the calendar
+
+            def outside(day: date) -> bool:
+                return beyond(day) or local_datetime(day, self.at, self.tz).astimezone(UTC) <= after
+
+            return self.cal.previous_working_day_unless(raw, outside)
+        if self.shift == "next_working_day":
+            return None if beyond(raw) else self.cal.next_working_day(raw)  # later stays beyond
+        return raw
 
     def describe(self) -> str:
         words = {w: "the " + w.replace("_", " ") for w in get_args(DayWord)}

@@ -97,6 +97,12 @@ class Harness:
         with self.store.read() as conn:
             return list(conn.execute(query))
 
+    def only_task(self, rule: str) -> Row[Any]:
+        """The one task `rule` made; fails the test if it made none or several."""
+        found = self.tasks(rule)
+        assert len(found) == 1, found
+        return found[0]
+
     def listed(self, at: str, role: str | None = None) -> list[Row[Any]]:
         """What `crmd tasks` would list at a local time."""
         with self.store.read() as conn:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import calendar
 import functools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
 
 from holidays import country_holidays
@@ -39,6 +39,31 @@ def _library_make_up_days() -> dict[int, frozenset[date]]:
                 made_up = date(year_from, entry[2], entry[3])
                 by_year.setdefault(made_up.year, set()).add(made_up)
     return {year: frozenset(days) for year, days in by_year.items()}
+
+
+FESTIVALS: dict[str, str] = {
+    "new_year": "New Year's Day",
+    "spring_festival": "Chinese New Year (Spring Festival)",
+    "qingming": "Tomb-Sweeping Day",
+    "labour_day": "Labor Day",
+    "dragon_boat": "Dragon Boat Festival",
+    "mid_autumn": "Mid-Autumn Festival",
+    "national_day": "National Day",
+}
+"""China's statutory holidays by our name, with the holidays package's name for them."""
+
+
+@functools.lru_cache(maxsize=1024)
+def festival_day(festival: str, year: int) -> date | None:
+    """The first day of a statutory holiday (a FESTIVALS key) in `year`: 春节 is the first
+    day of the lunar year, 中秋 the 15th of the eighth lunar month. The package computes
+    the festivals for any year; only the days off around them need the year's notice.
+    None for a year the holiday did not exist in (清明 became one in 2008)."""
+    name = FESTIVALS[festival]
+    listed = country_holidays("CN", years=year, observed=False).items()
+    # Two holidays on one day share an entry: "Mid-Autumn Festival; National Day" (2028).
+    days = [d for d, names in listed if name in names.split("; ")]
+    return min((d for d in days if d.year == year), default=None)
 
 
 def _library_last_year() -> int:
@@ -133,6 +158,29 @@ class WorkCalendar:
         while not self.is_working_day(d):
             d -= _ONE_DAY
         return d
+
+    def previous_working_day_unless(self, d: date, ignore: Callable[[date], bool]) -> date | None:
+        """previous_working_day(d), or None when it is certainly a day that `ignore` holds for.
+
+        `ignore` holds outside some interval of days a caller cares about, e.g. the days whose
+        fires fall in a window. This answers without the calendar of an unpublished year
+        when the answer cannot matter: walking back from a day of that year, the walk could
+        stop on any of its days, all ignored; if it then reaches a known working day that is
+        ignored too, every day it could stop on is. CalendarNotPublished otherwise.
+        """
+        unknown: int | None = None
+        while True:
+            if not self.first_published <= d.year <= self.last_published:
+                if not ignore(d):
+                    raise CalendarNotPublished(unknown or d.year, self.last_published)
+                unknown = unknown or d.year
+            elif self.is_working_day(d):
+                if unknown is None:
+                    return d
+                if ignore(d):
+                    return None
+                raise CalendarNotPublished(unknown, self.last_published)
+            d -= _ONE_DAY
 
     def first_working_day(self, year: int, month: int) -> date:
         """The month's first working day."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +21,48 @@ def make_site(tmp_path: Path) -> Callable[[str], Harness]:
 
     def make(rules_yaml: str) -> Harness:
         return Harness(tmp_path / "site", rules_yaml)
+
+    return make
+
+
+@pytest.fixture
+def make_shipped(tmp_path: Path) -> Callable[..., Harness]:
+    """Build a site from the repository's own site.yaml and shipped rule files.
+
+    `files` picks the rule files under rules/; `extra` adds a rule file of its own. With a
+    `start` time the rules start there (a new rule ignores history) and the site gets
+    customer C1 (张三, a member) and vehicle V1, as the policy tests assume.
+    """
+
+    def make(
+        files: tuple[str, ...] = ("callbacks.yaml", "reminders.yaml", "reports.yaml"),
+        extra: str | None = None,
+        start: str | None = None,
+    ) -> Harness:
+        root = tmp_path / "site"
+        (root / "rules").mkdir(parents=True)
+        for name in files:
+            shutil.copy(REPO / "rules" / name, root / "rules" / name)
+        shutil.copy(REPO / "site.yaml", root / "site.yaml")
+        if extra is not None:
+            (root / "rules" / "alternative.yaml").write_text(extra, encoding="utf-8")
+        h = Harness(root)
+        if start is not None:
+            h.tick(start)
+            h.customer("C1", name="张三", phone="13800138000", member=True)
+            h.vehicle("V1", "C1", plate="粤A12345", model="朗逸")
+        return h
+
+    return make
+
+
+@pytest.fixture
+def make_policy_site(make_shipped: Callable[..., Harness]) -> Callable[..., Harness]:
+    """The shipped P1-P19 rule files (reports.yaml has its own tests) with customer C1 and
+    vehicle V1, every rule started at `start`; `extra` adds a rule file."""
+
+    def make(extra: str | None = None, start: str = "2026-01-01 00:00") -> Harness:
+        return make_shipped(("callbacks.yaml", "reminders.yaml"), extra, start)
 
     return make
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,39 +27,8 @@ def alternative(rule_id: str) -> str:
 
 
 @pytest.fixture
-def make_shipped(tmp_path: Path) -> MakeShipped:
-    """A site with the repository's site.yaml and shipped P1-P19 rule files (plus extras).
-
-    Only callbacks.yaml and reminders.yaml are copied: this file tests their policies, and
-    reports.yaml is covered by its own tests (test_cli checks that all files load together).
-    """
-
-    def make(extra: str | None = None) -> Harness:
-        root = tmp_path / "site"
-        (root / "rules").mkdir(parents=True)
-        for name in ("callbacks.yaml", "reminders.yaml"):
-            shutil.copy(REPO / "rules" / name, root / "rules" / name)
-        shutil.copy(REPO / "site.yaml", root / "site.yaml")
-        if extra is not None:
-            (root / "rules" / "alternative.yaml").write_text(extra, encoding="utf-8")
-        h = Harness(root)
-        h.tick("2026-01-01 00:00")  # every rule starts here
-        h.customer("C1", name="张三", phone="13800138000", member=True)
-        h.vehicle("V1", "C1", plate="粤A12345", model="朗逸")
-        return h
-
-    return make
-
-
-@pytest.fixture
-def h(make_shipped: MakeShipped) -> Harness:
-    return make_shipped()
-
-
-def only(h: Harness, rule: str) -> Row[Any]:
-    found = h.tasks(rule)
-    assert len(found) == 1, found
-    return found[0]
+def h(make_policy_site: MakeShipped) -> Harness:
+    return make_policy_site()
 
 
 def listed(h: Harness, at: str, role: str, rule: str) -> list[Row[Any]]:
@@ -78,9 +46,9 @@ def test_sales_callback_listed_from_day_3_overdue_after_day_5(h: Harness) -> Non
     assert task.title == "销售回访 张三 朗逸"
     assert task.due_at == h.local("2026-11-07 23:59")
     h.tick("2026-11-07 23:58")
-    assert not only(h, "sales-callback").overdue
+    assert not h.only_task("sales-callback").overdue
     h.tick("2026-11-08 00:00")
-    assert only(h, "sales-callback").overdue
+    assert h.only_task("sales-callback").overdue
 
 
 def test_sales_callback_not_for_a_customer_who_opted_out(h: Harness) -> None:
@@ -90,13 +58,13 @@ def test_sales_callback_not_for_a_customer_who_opted_out(h: Harness) -> None:
     assert h.tasks("sales-callback") == []
 
 
-def test_sales_callback_day7_alternative(make_shipped: MakeShipped) -> None:
-    h = make_shipped(alternative("sales-callback-day7"))
+def test_sales_callback_day7_alternative(make_policy_site: MakeShipped) -> None:
+    h = make_policy_site(alternative("sales-callback-day7"))
     h.event("sale.delivered", "2026-11-02 15:00", "C1", "V1")
     h.tick("2026-11-08 23:59")
     assert h.tasks("sales-callback-day7") == []
     h.tick("2026-11-09 00:00")
-    task = only(h, "sales-callback-day7")
+    task = h.only_task("sales-callback-day7")
     assert (task.role, task.due_at) == ("sales_callback", h.local("2026-11-09 23:59"))
 
 
@@ -108,23 +76,23 @@ def test_delivery_care_at_2_hours_day_1_and_day_7(h: Harness) -> None:
     h.tick("2026-11-02 16:59")
     assert h.tasks("delivery-care-2h") == []
     h.tick("2026-11-02 17:00")
-    care = only(h, "delivery-care-2h")
+    care = h.only_task("delivery-care-2h")
     assert (care.role, care.title) == ("sales", "交车2小时关怀 张三 朗逸")
     assert care.due_at == h.local("2026-11-02 19:00")
 
     h.tick("2026-11-02 23:59")
     assert h.tasks("delivery-followup") == []
     h.tick("2026-11-03 00:00")
-    follow = only(h, "delivery-followup")
+    follow = h.only_task("delivery-followup")
     assert follow.due_at == h.local("2026-11-05 23:59")  # within 3 days of delivery
 
     h.tick("2026-11-08 23:59")
     assert h.tasks("delivery-care-day7") == []
     h.tick("2026-11-09 00:00")
-    day7 = only(h, "delivery-care-day7")
+    day7 = h.only_task("delivery-care-day7")
     assert (day7.role, day7.title) == ("sales", "交车7天关怀 张三 朗逸")
     h.tick("2026-11-10 00:00")
-    assert only(h, "delivery-care-day7").overdue
+    assert h.only_task("delivery-care-day7").overdue
 
 
 # ---------------------------------------------------------------- P3 service callback
@@ -137,44 +105,44 @@ def test_service_callback_listed_from_day_3_overdue_after_day_5(h: Harness) -> N
     assert task.title == "售后回访 张三 粤A12345"
     assert task.due_at == h.local("2026-11-07 23:59")
     h.tick("2026-11-08 00:00")
-    assert only(h, "service-callback").overdue
+    assert h.only_task("service-callback").overdue
 
 
 def test_service_callback_across_spring_festival_uses_calendar_days(h: Harness) -> None:
     # The active rule counts calendar days: a holiday does not stretch the window.
     h.event("service.completed", "2026-02-12 16:00", "C1", "V1")
     h.tick("2026-02-15 00:00")
-    task = only(h, "service-callback")
+    task = h.only_task("service-callback")
     assert task.due_at == h.local("2026-02-17 23:59")
 
 
 def test_service_callback_working_days_alternative_before_spring_festival(
-    make_shipped: MakeShipped,
+    make_policy_site: MakeShipped,
 ) -> None:
-    h = make_shipped(alternative("service-callback-working-days"))
+    h = make_policy_site(alternative("service-callback-working-days"))
     # Thursday 12 February 2026; Saturday the 14th is a make-up working day (调休), then
     # 15-23 February are the Spring Festival holiday.
     h.event("service.completed", "2026-02-12 16:00", "C1", "V1")
     h.tick("2026-02-12 23:59")
     assert h.tasks("service-callback-working-days") == []
     h.tick("2026-02-13 00:00")
-    task = only(h, "service-callback-working-days")
+    task = h.only_task("service-callback-working-days")
     assert task.role == "service_callback"
     assert task.due_at == h.local("2026-02-24 23:59")  # 14th (调休 Saturday), then the 24th
     h.tick("2026-02-24 23:58")
-    assert not only(h, "service-callback-working-days").overdue
+    assert not h.only_task("service-callback-working-days").overdue
 
 
 def test_service_callback_working_days_alternative_make_up_saturday(
-    make_shipped: MakeShipped,
+    make_policy_site: MakeShipped,
 ) -> None:
-    h = make_shipped(alternative("service-callback-working-days"))
+    h = make_policy_site(alternative("service-callback-working-days"))
     # Friday 27 February 2026: the next working day is Saturday the 28th (调休).
     h.event("service.completed", "2026-02-27 16:00", "C1", "V1")
     h.tick("2026-02-27 23:59")
     assert h.tasks("service-callback-working-days") == []
     h.tick("2026-02-28 00:00")
-    task = only(h, "service-callback-working-days")
+    task = h.only_task("service-callback-working-days")
     assert task.due_at == h.local("2026-03-03 23:59")  # Mon 2nd, Tue 3rd
 
 
@@ -184,7 +152,7 @@ def test_service_callback_working_days_alternative_make_up_saturday(
 def callback_task(h: Harness) -> Row[Any]:
     h.event("sale.delivered", "2026-11-02 15:00", "C1", "V1")
     h.tick("2026-11-05 09:00")
-    return only(h, "sales-callback")
+    return h.only_task("sales-callback")
 
 
 def test_third_failed_attempt_goes_to_sales(h: Harness) -> None:
@@ -195,7 +163,7 @@ def test_third_failed_attempt_goes_to_sales(h: Harness) -> None:
     assert h.tasks("unreachable-to-sales") == []
     h.attempt(task.id, "unreachable", "2026-11-06 10:00")
     h.tick("2026-11-06 10:00")
-    verify = only(h, "unreachable-to-sales")
+    verify = h.only_task("unreachable-to-sales")
     assert verify.role == "sales"
     assert verify.title == "核实客户联系方式 张三"
     assert verify.due_at == h.local("2026-11-09 10:00")
@@ -221,7 +189,7 @@ def test_sales_not_verifying_in_time_goes_to_the_cr_manager(h: Harness) -> None:
     assert h.tasks("unreachable-verify-overdue") == []
     h.tick("2026-11-09 10:00")
     h.tick("2026-11-09 10:00")
-    escalation = only(h, "unreachable-verify-overdue")
+    escalation = h.only_task("unreachable-verify-overdue")
     assert escalation.role == "cr_manager"
     assert escalation.title == "销售部逾期未核实联系方式 张三"
 
@@ -231,7 +199,7 @@ def test_sales_verifying_in_time_is_not_escalated(h: Harness) -> None:
     for at in ("2026-11-05 09:10", "2026-11-05 14:00", "2026-11-06 10:00"):
         h.attempt(task.id, "powered_off", at)
     h.tick("2026-11-06 10:00")
-    h.done(only(h, "unreachable-to-sales").id, "2026-11-08 10:00")
+    h.done(h.only_task("unreachable-to-sales").id, "2026-11-08 10:00")
     h.tick("2026-11-12 10:00")
     assert h.tasks("unreachable-verify-overdue") == []
 
@@ -249,9 +217,9 @@ def test_a_refused_call_is_thanked_by_sms_and_not_pressed(h: Harness) -> None:
     (sms,) = [m for m in h.outbox() if m.rule_id == "refused-call-sms"]
     assert sms.customer_id == "C1"
     assert "张三" in sms.body
-    assert only(h, "sales-callback").status == "done"
+    assert h.only_task("sales-callback").status == "done"
     h.tick("2026-11-09 00:00")
-    assert not only(h, "sales-callback").overdue
+    assert not h.only_task("sales-callback").overdue
 
 
 # ---------------------------------------------------------------- P7-P9 complaints
@@ -260,20 +228,20 @@ def test_a_refused_call_is_thanked_by_sms_and_not_pressed(h: Harness) -> None:
 def test_complaint_goes_to_manager_then_department(h: Harness) -> None:
     h.event("complaint.opened", "2026-11-05 10:00", "C1", "V1")
     h.tick("2026-11-05 10:00")
-    assign = only(h, "complaint-to-manager")
+    assign = h.only_task("complaint-to-manager")
     assert (assign.role, assign.due_at) == ("cr_manager", h.local("2026-11-06 10:00"))
     assert h.tasks("complaint-major-to-gm") == []
     h.event("complaint.assigned", "2026-11-05 11:00", "C1", "V1", data={"department": "sales"})
     h.tick("2026-11-05 11:00")
-    handle = only(h, "complaint-handling")
+    handle = h.only_task("complaint-handling")
     assert (handle.role, handle.due_at) == ("sales_manager", h.local("2026-11-12 11:00"))
-    assert only(h, "complaint-to-manager").status == "done"
+    assert h.only_task("complaint-to-manager").status == "done"
 
 
 def test_major_complaint_goes_to_the_general_manager(h: Harness) -> None:
     h.event("complaint.opened", "2026-11-05 10:00", "C1", "V1", data={"severity": "major"})
     h.tick("2026-11-05 10:00")
-    assert only(h, "complaint-major-to-gm").role == "gm"
+    assert h.only_task("complaint-major-to-gm").role == "gm"
     assert h.tasks("complaint-to-manager") == []
 
 
@@ -287,21 +255,21 @@ def test_resolved_complaint_is_revisited_within_3_days(
     h.tick("2026-11-10 14:59")
     assert h.tasks("complaint-revisit") == []
     h.tick("2026-11-10 15:00")
-    task = only(h, "complaint-revisit")
+    task = h.only_task("complaint-revisit")
     assert (task.role, task.title) == (role, "投诉回访 张三")
     assert task.due_at == h.local("2026-11-13 15:00")
     h.tick("2026-11-13 15:00")
-    assert only(h, "complaint-revisit").overdue
+    assert h.only_task("complaint-revisit").overdue
 
 
 def test_unsatisfied_revisit_reopens_the_complaint(h: Harness) -> None:
     h.event("complaint.resolved", "2026-11-10 15:00", "C1", "V1", data={"department": "service"})
     h.tick("2026-11-10 15:00")
-    task = only(h, "complaint-revisit")
+    task = h.only_task("complaint-revisit")
     h.attempt(task.id, "reached", "2026-11-11 10:00", score=4)
     h.tick("2026-11-11 10:00")
     h.tick("2026-11-11 10:00")
-    reopened = only(h, "complaint-reopened")
+    reopened = h.only_task("complaint-reopened")
     assert reopened.role == "cr_manager"
     assert reopened.title == "投诉重开 张三"
     assert reopened.note == "回访评分 4"
@@ -310,7 +278,7 @@ def test_unsatisfied_revisit_reopens_the_complaint(h: Harness) -> None:
 def test_satisfied_revisit_closes_the_matter(h: Harness) -> None:
     h.event("complaint.resolved", "2026-11-10 15:00", "C1", "V1", data={"department": "service"})
     h.tick("2026-11-10 15:00")
-    h.attempt(only(h, "complaint-revisit").id, "reached", "2026-11-11 10:00", score=9)
+    h.attempt(h.only_task("complaint-revisit").id, "reached", "2026-11-11 10:00", score=9)
     h.tick("2026-11-11 10:00")
     h.tick("2026-11-12 10:00")
     assert h.tasks("complaint-reopened") == []

@@ -269,7 +269,7 @@ BAD = {
         """,
         [
             "rules/r.yaml:3:11: when needs exactly one of: event, daily, weekly, monthly, "
-            "quarterly, cron, annually, date (rule r)"
+            "quarterly, cron, holiday, annually, date (rule r)"
         ],
     ),
     "two-trigger-forms": (
@@ -283,7 +283,7 @@ BAD = {
         """,
         [
             "rules/r.yaml:4:7: when needs exactly one of: event, daily, weekly, monthly, "
-            "quarterly, cron, annually, date; found daily, weekly (rule r)"
+            "quarterly, cron, holiday, annually, date; found daily, weekly (rule r)"
         ],
     ),
     "unknown-key-in-task": (

@@ -142,6 +142,42 @@ def test_daily_on_working_days_refuses_an_unpublished_year() -> None:
         daily.next_after(at(f"{last}-12-31T10:00"))
 
 
+def test_a_window_ending_in_a_published_year_never_needs_the_next_years_calendar() -> None:
+    """Asking for the fires up to Dec 31 must not fail because January's are unknowable."""
+    last = CAL.last_published
+    daily = DailySchedule(time(9, 30), SH, CAL, working_days_only=True)
+    assert days(daily, f"{last}-12-30T10:00", f"{last}-12-31T23:59") == [f"{last}-12-31"]
+    for day_words in (("first_working_day",), ("last_working_day",)):
+        monthly = MonthlySchedule(day_words, NINE, SH, CAL)
+        assert len(days(monthly, f"{last}-11-30T10:00", f"{last}-12-31T23:59")) == 1
+    # January's 15th moved back could in principle reach December, but the walk back meets
+    # a known working day (Dec 31) after the window first: the unknown days cannot matter.
+    tracking = MonthlySchedule((15, 30), NINE, SH, CAL, shift="previous_working_day")
+    assert days(tracking, f"{last}-12-01T00:00", f"{last}-12-30T23:59") == [
+        str(CAL.previous_working_day(date(last, 12, 15))),
+        str(CAL.previous_working_day(date(last, 12, 30))),
+    ]
+    month_end = MonthlySchedule(("last",), NINE, SH, CAL, shift="previous_working_day")
+    dec_31 = CAL.previous_working_day(date(last, 12, 31))
+    assert days(month_end, f"{last}-12-01T00:00", f"{dec_31}T09:00") == [str(dec_31)]
+
+
+def test_a_window_a_shifted_fire_of_an_unpublished_year_could_reach_is_an_error() -> None:
+    """Jan 1 moved back lands on Dec 31 if Jan 1 is a day off: unknowable, so refused."""
+    last = CAL.last_published
+    dec_31 = CAL.previous_working_day(date(last, 12, 31))
+    first = MonthlySchedule((1,), NINE, SH, CAL, shift="previous_working_day")
+    with pytest.raises(CalendarNotPublished) as caught:
+        days(first, f"{dec_31}T08:00", f"{dec_31}T10:00")
+    assert caught.value.year == last + 1
+    with pytest.raises(CalendarNotPublished):
+        days(
+            DailySchedule(NINE, SH, CAL, working_days_only=True),
+            f"{last}-12-31",
+            f"{last + 1}-01-05",
+        )
+
+
 # -- weekly -------------------------------------------------------------------------------
 
 
@@ -536,3 +572,37 @@ def test_describe() -> None:
     assert shifted.describe() == (
         "monthly on day 10 at 09:00, moved to the previous working day if a day off"
     )
+
+
+# -- statutory holidays -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        ("春节", ["2026-02-17", "2027-02-06", "2030-02-03"]),
+        ("spring festival", ["2026-02-17", "2027-02-06", "2030-02-03"]),
+        ("mid-autumn", ["2026-09-25", "2027-09-15", "2030-09-12"]),  # 2028: on National Day
+        ("端午", ["2026-06-19", "2027-06-09", "2030-06-05"]),
+        ("national day", ["2026-10-01", "2027-10-01", "2030-10-01"]),
+    ],
+)
+def test_holiday_fires_on_the_festivals_first_day_in_every_year(
+    words: str, expected: list[str]
+) -> None:
+    """Lunar festivals move; years whose official notice is unpublished still have dates."""
+    schedule = schedule_from_spec({"holiday": words, "at": "09:00"}, SH, NO_CAL)
+    found = days(schedule, "2026-01-01T00:00", "2030-12-31T23:59")
+    assert len(found) == 5
+    assert [found[0], found[1], found[4]] == expected
+    first = at(expected[0] + "T09:00")
+    assert schedule.next_after(first - timedelta(minutes=1)) == first
+    assert schedule.next_after(first) == at(expected[1] + "T09:00")
+
+
+def test_holiday_rejects_a_day_that_is_not_a_statutory_holiday() -> None:
+    with pytest.raises(ScheduleSpecError, match="not one of China's statutory holidays") as caught:
+        schedule_from_spec({"holiday": "christmas"}, SH, CAL)
+    assert caught.value.key == "holiday"
+    with pytest.raises(ScheduleSpecError, match="does not go with holiday"):
+        schedule_from_spec({"holiday": "春节", "shift": "next working day"}, SH, CAL)
