@@ -53,6 +53,7 @@ class ActionWriter:
         rule: Rule,
         candidates: Sequence[Candidate],
         now: datetime,
+        late_as_of: datetime,
         late_after: timedelta,
     ) -> tuple[list[FireRecord], int]:
         from crmd.engine import FireRecord
@@ -96,7 +97,7 @@ class ActionWriter:
                     subject=c.subject,
                     fire_at=c.fire_at,
                     status=status,
-                    late=now - c.fire_at > late_after,
+                    late=max(late_as_of, c.fire_at) - c.fire_at > late_after,
                     customer_id=c.customer_id,
                     vehicle_id=c.vehicle_id,
                     actions=actions,

@@ -82,6 +82,10 @@ class FireRecord:
 @dataclass
 class TickReport:
     now: datetime
+    # Fires are late when written more than LATE_AFTER after their time. A tick writes them at
+    # `now`; a plan of the future would write each at its own time, or at the real clock's
+    # time for those already past (a catch-up).
+    late_as_of: datetime | None = None
     fires: list[FireRecord] = field(default_factory=list)
     overdue: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -102,16 +106,23 @@ class Engine:
     # ------------------------------------------------------------ entry points
 
     def tick(
-        self, unit: Unit, now: datetime, *, window_start: datetime | None = None
+        self,
+        unit: Unit,
+        now: datetime,
+        *,
+        window_start: datetime | None = None,
+        late_as_of: datetime | None = None,
     ) -> TickReport:
         """One evaluation pass at `now`; running it twice at the same `now` changes nothing.
 
-        `window_start` (for `plan`) evaluates every rule as if its watermark were there.
+        `window_start` (for `plan`) evaluates every rule as if its watermark were there;
+        `late_as_of` (for `plan`, the real clock) judges lateness as if each fire were written
+        at its own time or at `late_as_of`, whichever comes later.
         """
         if now.tzinfo is None:
             raise ValueError("tick needs an aware `now`")
         now = now.astimezone(UTC)
-        report = TickReport(now=now)
+        report = TickReport(now=now, late_as_of=late_as_of)
         self._prepare_states(unit, now, window_start)
         failed: set[str] = set()
         for round_no in range(1, MAX_ROUNDS + 1):
@@ -398,7 +409,9 @@ class Engine:
                 fresh[c.key] = c
         if not fresh:
             return 0
-        records, produced = self.writer.write(conn, rule, list(fresh.values()), now, LATE_AFTER)
+        records, produced = self.writer.write(
+            conn, rule, list(fresh.values()), now, report.late_as_of or now, LATE_AFTER
+        )
         for record in records:
             report.fires.append(record)
             logger.info(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -103,7 +103,56 @@ def describe_action(a: dict[str, Any], site: Site) -> str:
         if a.get("skipped"):
             return f"{kind} not sent: {a['skipped']}"
         return f"{kind} to {a['to']}: {text}"
-    return f"cancel open tasks of {', '.join(a['rules'])}"
+    if kind in ("cancel", "complete"):
+        verb = "cancel" if kind == "cancel" else "close as done"
+        return f"{verb} open tasks of {', '.join(a['rules']) or '(no rule matched)'}"
+    if kind == "set":
+        limit = f" or {a['km']} km" if a.get("km") else ""
+        return f"set {a['field']} to {a['after']}{limit} ahead"
+    if kind == "emit":
+        data = ", ".join(f"{k}={v}" for k, v in a["data"].items())
+        return f"record event {a['event']}" + (f" ({data})" if data else "")
+    raise ValueError(f"unknown action {kind!r}")
+
+
+def _does_in_short(a: dict[str, Any]) -> str:
+    """An action reduced to whom it reaches: "task sales_callback", "sms", ..."""
+    if a["action"] == "task":
+        return f"task {a['role']}"
+    if a["action"] in ("sms", "email") and a.get("skipped"):
+        return f"{a['action']} (not sent)"
+    return str(a["action"])
+
+
+def plan_summary_table(
+    fires: Sequence[FireRecord], descriptions: Mapping[str, str], site: Site
+) -> None:
+    """One line per rule: how often it fires in the window, when first and last, for whom."""
+    by_rule: dict[str, list[FireRecord]] = {}
+    for f in fires:
+        by_rule.setdefault(f.rule_id, []).append(f)
+    table = Table(title="by rule", show_edge=False, pad_edge=False)
+    for column in ("rule", "policy", "fires", "first", "last", "does"):
+        table.add_column(column)
+    for rule_id, found in sorted(by_rule.items(), key=lambda item: item[1][0].fire_at):
+        fired = [f for f in found if f.status == "fired"]
+        does: dict[str, int] = {}
+        for f in fired:
+            for a in f.actions:
+                key = _does_in_short(a)
+                does[key] = does.get(key, 0) + 1
+        count = str(len(fired))
+        if len(found) > len(fired):
+            count += f" (+{len(found) - len(fired)} cancelled or skipped)"
+        table.add_row(
+            rule_id,
+            descriptions.get(rule_id, ""),
+            count,
+            _local(min(f.fire_at for f in found), site),
+            _local(max(f.fire_at for f in found), site),
+            ", ".join(f"{n} {what}" for what, n in does.items()),
+        )
+    _console().print(table)
 
 
 def fires_table(fires: Sequence[FireRecord], site: Site) -> None:

@@ -6,6 +6,7 @@ import json
 import shutil
 import sqlite3
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from click.testing import CliRunner, Result
@@ -188,6 +189,57 @@ def test_plan_lists_fires_and_writes_nothing(site: Path) -> None:
     assert callback["actions"][0]["title"] == "销售回访 张三 朗逸"
     assert tasks_json(site, "2026-11-06T00:00") == []
     assert snapshot(site) == before
+
+
+def test_plan_marks_only_a_catch_up_late_and_summarises_per_rule(site: Path) -> None:
+    seed(site)
+    crmd(site, "--now", "2026-11-02T16:00", "tick")
+
+    def plan(now: str, *extra: str) -> Result:
+        window = ("--from", "2026-11-02T16:00", "--to", "2026-12-02T16:00")
+        result = crmd(site, "--now", now, "plan", *window, *extra)
+        assert result.exit_code == 0, result.output
+        return result
+
+    def sales_callback(now: str) -> dict[str, Any]:
+        fires = json.loads(plan(now, "--json", "--rule", "sales-callback").output)["fires"]
+        (fire,) = fires
+        return cast(dict[str, Any], fire)
+
+    # Planned ahead, the 5 November callback fires on time; planned from 6 November, when
+    # the daemon has been down since the 2nd, it is a catch-up and late.
+    assert sales_callback("2026-11-02T16:00")["late"] is False
+    assert sales_callback("2026-11-05T00:15")["late"] is False
+    assert sales_callback("2026-11-05T00:16")["late"] is True
+    summary = plan("2026-11-02T16:00", "--summary").output
+    assert "assuming no task is closed" in summary
+    line = next(row for row in summary.splitlines() if row.startswith("monthly-cr-report"))
+    assert "(P20" in line
+    assert "1 task cr_manager" in line
+    assert "2026-12-01 09:00" in line
+    assert "销售回访" not in summary  # --summary leaves out the fires themselves
+    detail = plan("2026-11-02T16:00", "--rule", "monthly-cr-report").output
+    assert "提交上月工作总结及回访报表" in detail
+    assert "销售回访" not in detail
+    unknown = crmd(site, "plan", "--from", "2026-11-02", "--to", "2026-11-03", "--rule", "nope")
+    assert unknown.exit_code == 2
+    assert "no enabled rule nope" in unknown.output + unknown.stderr
+
+
+def test_tick_and_plan_describe_every_kind_of_action(site: Path) -> None:
+    """The shipped rules set dates, emit events, cancel and complete tasks: all printable."""
+    seed(site)
+    crmd(site, "--now", "2026-11-02T16:00", "tick")
+    for kind, data in (("service.completed", "mileage=12000"), ("complaint.resolved", "score=3")):
+        result = crmd(
+            site, "--now", "2026-11-03T10:00", "event", kind, "--customer", "C1",
+            "--vehicle", "V1", "--data", data,
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+    result = crmd(site, "--now", "2026-11-03T10:00", "tick")
+    assert result.exit_code == 0, result.output
+    assert "set vehicle.next_maintenance to 6 months or 5000 km ahead" in result.output
+    assert "cancel open tasks of maintenance-reminder, maintenance-due" in result.output
 
 
 def test_bad_now_is_a_clear_error(site: Path) -> None:
