@@ -359,10 +359,13 @@ def run(app: App, dry_run: bool, interval: float, once: bool) -> None:
 
 @main.command()
 @click.option("--days", default=14, show_default=True, help="How much history to make up.")
+@click.option(
+    "--customers", default=40, show_default=True, help="How many customers (a store has ~1,500)."
+)
 @pass_app
-def demo(app: App, days: int) -> None:
+def demo(app: App, days: int, customers: int) -> None:
     """Fill an empty store with a small demo dealership, so `crmd run` has work to show."""
     from crmd.demo import load_demo
 
-    count = load_demo(app.store, app.site, app.engine(), app.now, days=days)
+    count = load_demo(app.store, app.site, app.engine(), app.now, days=days, customers=customers)
     click.echo(f"demo store ready at {app.store.safe_url}: {count} events")

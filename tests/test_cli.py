@@ -242,6 +242,32 @@ def test_tick_and_plan_describe_every_kind_of_action(site: Path) -> None:
     assert "cancel open tasks of maintenance-reminder, maintenance-due" in result.output
 
 
+def test_a_month_of_a_demo_store_planned_by_policy(site: Path) -> None:
+    """What a manager audits: every kind of policy shows up in a month's plan of a store."""
+    now = "2026-11-23T10:00"
+    result = crmd(site, "--now", now, "demo", "--customers", "300", "--days", "7")
+    assert result.exit_code == 0, result.output
+    window = ("--from", now, "--to", "2026-12-23T10:00")
+    result = crmd(site, "--now", now, "plan", *window, "--json")
+    assert result.exit_code == 0, result.output
+    fires = json.loads(result.output)["fires"]
+    counts: dict[str, int] = {}
+    for f in fires:
+        counts[f["rule"]] = counts.get(f["rule"], 0) + 1
+    monthly = ("monthly-cr-report", "ad-plan-draft", "maker-monthly-reports", "ssi-assessment")
+    assert all(counts.get(rule) == 1 for rule in monthly), counts
+    assert counts["weekly-ad-report"] == 4  # Mondays 30 Nov .. 21 Dec
+    assert counts["price-tracking"] == 2  # 30 November, 15 December
+    assert counts["daily-board"] == 22  # working days 24 Nov .. 23 Dec
+    for rule in ("sales-callback", "service-callback", "break-in-reminder", "birthday-sms"):
+        assert counts.get(rule, 0) > 0, rule
+    assert not any(f["late"] for f in fires)  # all ahead of the clock
+    summary = crmd(site, "--now", now, "plan", *window, "--summary").output
+    assert "by rule" in summary
+    line = next(r for r in summary.splitlines() if r.startswith("birthday-sms"))
+    assert line.rstrip().endswith(f"{counts['birthday-sms']} sms")
+
+
 def test_bad_now_is_a_clear_error(site: Path) -> None:
     result = CliRunner().invoke(main, ["--site", str(site), "--now", "yesterday", "tasks"])
     assert result.exit_code == 2
