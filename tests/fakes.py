@@ -210,7 +210,7 @@ class FakeSmtp:
                 data.login.decode(),
                 data.password.decode(),
             ) == (self.user, self.password)
-            return AuthResult(success=ok)
+            return AuthResult(success=ok, handled=False, auth_data=data)
 
         with socket.socket() as probe:  # a free port (the controller wants a fixed one)
             probe.bind(("127.0.0.1", 0))

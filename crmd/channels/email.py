@@ -104,7 +104,10 @@ class EmailChannel(BaseChannel):
             recipients, text = client.prepare_send(
                 to=[a.strip() for a in message.recipient.split(",")],
                 subject=message.subject,
-                contents=[yagmail.raw(message.body)],
+                # One part per line: yagmail turns line breaks into <br> in the plain text
+                # too, but joins parts with real ones. `raw` keeps a line that happens to
+                # name a file from being attached.
+                contents=[yagmail.raw(line) for line in message.body.split("\n")],
                 prettify_html=False,
                 message_id=message_id,
             )

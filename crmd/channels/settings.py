@@ -40,16 +40,10 @@ SECRET_KEYS = {"password", "auth_token", "token", "account_sid", "sid", "secret"
 COMMON_OPTIONS: dict[str, Any] = {
     "type": {"type": "string", "description": "the name of an installed channel type"},
     "quiet_hours": {
-        "description": "a mapping {from: 'HH:MM', to: 'HH:MM'}, or false",
-        "oneOf": [
-            {
-                "type": "object",
-                "properties": {"from": _CLOCK, "to": _CLOCK},
-                "required": ["from", "to"],
-                "additionalProperties": False,
-            },
-            {"const": False},
-        ],
+        "type": ["object", "boolean"],
+        "properties": {"from": _CLOCK, "to": _CLOCK},
+        "required": ["from", "to"],
+        "additionalProperties": False,
     },
     "rate_limit": {
         "type": "object",
@@ -231,13 +225,20 @@ def _load_one(
         errors.append(source.error(problem.message, problem.path, at_key=problem.at_key))
     if len(errors) > before:
         return None
+    if data.get("quiet_hours") is True:
+        errors.append(
+            source.error(
+                "quiet_hours must be {from: 'HH:MM', to: 'HH:MM'}, or false for none",
+                ("quiet_hours",),
+            )
+        )
     for key, message in kind.option_problems(data, site):
         errors.append(source.error(message, (key,) if key in data else ()))
     if len(errors) > before:
         return None
     retry = data.get("retry", {})
     default_retry = RetryPolicy()
-    quiet = data.get("quiet_hours", None)
+    quiet = data.get("quiet_hours")
     limit = data.get("rate_limit")
     common = set(COMMON_OPTIONS)
     return (
