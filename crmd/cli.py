@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 import click
 
+from crmd import outbox as ox
 from crmd import queries as q
 from crmd import tasks as task_ops
 from crmd.clock import Clock, FixedClock, SystemClock
@@ -143,12 +144,6 @@ def main(ctx: click.Context, site_dir: str | None, now_text: str | None, log_lev
 
 
 pass_app = click.make_pass_decorator(App)
-
-
-def outbox_statuses() -> tuple[str, ...]:
-    from crmd.outbox import STATUSES
-
-    return STATUSES
 
 
 def _print_json(value: Any) -> None:
@@ -369,7 +364,7 @@ def demo(app: App, days: int) -> None:
 
 
 @main.group(invoke_without_command=True)
-@click.option("--status", type=click.Choice(outbox_statuses()), help="Only messages in this state.")
+@click.option("--status", type=click.Choice(ox.STATUSES), help="Only messages in this state.")
 @click.option("--limit", default=200, show_default=True, help="At most this many, newest first.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
@@ -377,8 +372,6 @@ def outbox(ctx: click.Context, status: str | None, limit: int, as_json: bool) ->
     """Messages to customers and staff: sent, waiting (queued), held, dead or cancelled."""
     if ctx.invoked_subcommand is not None:
         return
-    from crmd import outbox as ox
-
     app = ctx.find_object(App)
     assert app is not None
     with app.store.read() as conn:
@@ -396,8 +389,6 @@ def outbox(ctx: click.Context, status: str | None, limit: int, as_json: bool) ->
 @pass_app
 def outbox_retry(app: App, message_ids: tuple[int, ...]) -> None:
     """Send held, dead or cancelled messages again, at the next pass of the sender."""
-    from crmd import outbox as ox
-
     for message_id in message_ids:
         with app.store.write() as conn:
             ox.retry(conn, message_id, app.now)
@@ -409,8 +400,6 @@ def outbox_retry(app: App, message_ids: tuple[int, ...]) -> None:
 @pass_app
 def outbox_cancel(app: App, message_ids: tuple[int, ...]) -> None:
     """Cancel messages that have not gone out."""
-    from crmd import outbox as ox
-
     for message_id in message_ids:
         with app.store.write() as conn:
             ox.cancel(conn, message_id, app.now)

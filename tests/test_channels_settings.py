@@ -10,7 +10,7 @@ import pytest
 from channel_site import ChannelSite
 from click.testing import CliRunner, Result
 
-from crmd.channels.registry import available
+from crmd.channels.registry import available, channel_type
 from crmd.channels.settings import load_channels
 from crmd.cli import main
 from crmd.errors import ConfigError, RuleSetError
@@ -119,14 +119,21 @@ def test_builtin_types_come_through_the_entry_point_group() -> None:
     assert {"task", "sms", "email", "log"} <= set(available())
 
 
+def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, entry: str) -> Path:
+    """A tiny installed distribution `crmd-NAME` declaring one crmd.channels entry point."""
+    plugins = tmp_path / "plugins"
+    info = plugins / f"crmd_{name}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: crmd-{name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[crmd.channels]\n{name} = {entry}\n")
+    monkeypatch.syspath_prepend(str(plugins))
+    return plugins
+
+
 def test_a_channel_type_from_an_installed_distribution(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    plugins = tmp_path / "plugins"
-    info = plugins / "crmd_fax-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: crmd-fax\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[crmd.channels]\nfax = crmd_fax:FaxChannel\n")
+    plugins = install(tmp_path, monkeypatch, "fax", "crmd_fax:FaxChannel")
     (plugins / "crmd_fax.py").write_text(
         "from crmd.channels import BaseChannel, Receipt\n"
         "SENT = []\n"
@@ -136,7 +143,6 @@ def test_a_channel_type_from_an_installed_distribution(
         "        SENT.append((self.settings.options['number'], message.body))\n"
         "        return Receipt('fax-%d' % message.id)\n"
     )
-    monkeypatch.syspath_prepend(str(plugins))
     monkeypatch.delitem(sys.modules, "crmd_fax", raising=False)
     assert "fax" in available()
     site = ChannelSite(tmp_path / "site", {"fax": "number: '020-1234'\n"}, {})
@@ -152,14 +158,7 @@ def test_a_channel_type_from_an_installed_distribution(
 def test_a_plugin_that_is_not_a_channel_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    plugins = tmp_path / "plugins"
-    info = plugins / "crmd_bad-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: crmd-bad\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[crmd.channels]\nbad = json:dumps\n")
-    monkeypatch.syspath_prepend(str(plugins))
-    from crmd.channels.registry import channel_type
-
+    install(tmp_path, monkeypatch, "bad", "json:dumps")
     with pytest.raises(ConfigError, match=r"is not a crmd\.channels\.BaseChannel"):
         channel_type("bad")
 
