@@ -254,3 +254,19 @@ def test_a_rule_fired_again_and_again_sends_one_message(
     assert [m["body"] for m in fake_twilio.messages] == ["张三您好,感谢您选择我们!"]
     (row,) = site.outbox()
     assert row.status == "sent"
+
+
+def test_reconciling_does_not_take_another_message_with_the_same_text(
+    make: MakeSite, fake_twilio: FakeTwilio
+) -> None:
+    site = make()
+    first = site.queue("生日快乐!")
+    assert site.send().sent == 1
+    fake_twilio.script = ["drop"]  # the second never reaches Twilio
+    second = site.queue("生日快乐!", at=T0 + timedelta(minutes=1))
+    assert site.send(seconds=60).unknown == 1
+    report = site.send(seconds=120)
+    assert (report.reconciled, report.sent) == (0, 1)
+    assert len(fake_twilio.messages) == 2
+    refs = {site.message(first).provider_ref, site.message(second).provider_ref}
+    assert refs == {m["sid"] for m in fake_twilio.messages}

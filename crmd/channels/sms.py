@@ -15,6 +15,7 @@ from datetime import datetime, time, timedelta
 from typing import Any, ClassVar
 
 import requests
+from sqlalchemy import select
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
@@ -36,6 +37,7 @@ from crmd.channels.secrets import redact
 from crmd.channels.settings import QuietHours
 from crmd.phones import InvalidPhone, mask_phone, normalise_phone
 from crmd.site import Site
+from crmd.tables import outbox
 
 # Twilio's own client logs each request URL, and the URL holds the account SID.
 logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
@@ -118,17 +120,25 @@ class SmsChannel(BaseChannel):
             raise TemporaryFailure(
                 f"cannot list messages at Twilio: {self._clean(str(exc))}"
             ) from None
-        for m in recent:
-            created = m.date_created
-            body = m.body or ""
+        candidates = [
+            str(m.sid)
+            for m in recent
             # A trial account prefixes the text; the rest must be ours word for word.
-            if (
-                body.endswith(message.body)
-                and str(m.direction or "").startswith("outbound")
-                and (created is None or created >= claimed_at - SKEW)
-            ):
-                return Receipt(str(m.sid))
-        return None
+            if (m.body or "").endswith(message.body)
+            and str(m.direction or "").startswith("outbound")
+            and (m.date_created is None or m.date_created >= claimed_at - SKEW)
+        ]
+        if not candidates:
+            return None
+        # The same text to the same number from another message (two rules, say) is not ours.
+        with self.runtime.store.read() as conn:
+            taken = set(
+                conn.execute(
+                    select(outbox.c.provider_ref).where(outbox.c.provider_ref.in_(candidates))
+                ).scalars()
+            )
+        mine = [sid for sid in candidates if sid not in taken]
+        return Receipt(mine[-1]) if mine else None
 
     def _clean(self, text: str) -> str:
         return redact(text, self._secrets)
