@@ -18,7 +18,7 @@ import logging
 import random
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -191,6 +191,10 @@ class Sender:
             except PermanentFailure as exc:
                 self._settle(conn, row, None, "dead", report, str(exc))
                 return True
+            except Exception as exc:  # a plugin's bug: keep the message for a person
+                logger.exception("channel %s cannot address a message", row.channel)
+                self._settle(conn, row, None, "held", report, f"cannot address it: {exc!r}")
+                return True
             quiet = settings.quiet_hours
             if (
                 row.to_customer
@@ -215,7 +219,7 @@ class Sender:
                 claimed_at=now,
                 attempts=row.attempts + 1,
             )
-            message = self._message(row, recipient, now)
+            message = replace(self._message(row, recipient, now), attempts=row.attempts + 1)
         return _Claimed(message, channel, settings, token)
 
     def _deliver(self, claimed: _Claimed, now: datetime, report: SendReport) -> None:
@@ -226,11 +230,11 @@ class Sender:
             receipt = claimed.channel.send(message)
         except TemporaryFailure as exc:
             reason = self._clean(str(exc))
-            if message.attempts + 1 >= settings.retry.attempts:
-                values = _dead(f"gave up after {message.attempts + 1} attempts: {reason}")
+            if message.attempts >= settings.retry.attempts:
+                values = _dead(f"gave up after {message.attempts} attempts: {reason}")
                 report.dead += 1
             else:
-                delay = settings.retry.delay(message.attempts + 1, self.rng)
+                delay = settings.retry.delay(message.attempts, self.rng)
                 values = {
                     "status": "queued",
                     "next_attempt_at": now + delay,

@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Message:
-    """One outbox message as a channel sees it; `recipient` is already normalised and `at`
-    is the sender's `now`."""
+    """One outbox message as a channel sees it; `recipient` is already normalised, `at` is
+    the sender's `now`, and `attempts` counts this one."""
 
     id: int
     channel: str
