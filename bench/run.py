@@ -1,4 +1,5 @@
-"""Benchmarks for crmd: intake rate, a tick with 10,000 fires, tick cost versus store size.
+"""Benchmarks for crmd: intake rate, a tick with 10,000 fires, tick cost versus store size,
+the outbox sender's rate.
 
     python bench/run.py [--quick] [--out FILE]
 
@@ -29,13 +30,15 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Column, MetaData, Table, func, insert, select
 
+from crmd.channels.settings import load_channels
 from crmd.engine import Engine, TickReport
 from crmd.intake import NewEvent, record_events, upsert_customers
 from crmd.offsets import parse_offset
 from crmd.rule import Due, EventTrigger, Rule, RuleSet, TaskAction
+from crmd.sender import Sender
 from crmd.site import Site
 from crmd.store import Store, Unit
-from crmd.tables import customers, events, tasks
+from crmd.tables import customers, events, outbox, tasks
 from crmd.templates import Template
 
 SALES_CALLBACK = Rule(
@@ -389,6 +392,47 @@ def bench_store_size(workdir: Path, site: Site, large: int) -> dict[str, Any]:
 # ---------------------------------------------------------------- main
 
 
+def bench_sender(workdir: Path, n: int) -> dict[str, Any]:
+    """One sender pass over `n` due messages through the `log` channel: the store's cost of
+    claim, send and mark (two write transactions per message), without a provider."""
+    root = workdir / "sender-site"
+    (root / "channels").mkdir(parents=True)
+    (root / "channels" / "sms.yaml").write_text("type: log\n", encoding="utf-8")
+    site = Site(root=root)
+    store = open_store(workdir, "sender")
+    now = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
+    bulk_insert(
+        store,
+        outbox,
+        (
+            {
+                "fire_id": i,
+                "rule_id": "bench",
+                "channel": "sms",
+                "customer_id": None,
+                "recipient": f"138{i:08d}",
+                "subject": "",
+                "body": "您好,这是一条测试短信",
+                "status": "queued",
+                "not_before": now,
+                "next_attempt_at": now,
+                "to_customer": False,
+                "attempts": 0,
+                "created_at": now,
+            }
+            for i in range(n)
+        ),
+    )
+    sender = Sender(site, store, load_channels(site, {}), batch=n)
+    started = perf_counter()
+    report = sender.run_once(now)
+    elapsed = perf_counter() - started
+    if report.sent != n or count_rows(store, outbox, outbox.c.status == "sent") != n:
+        raise SystemExit(f"sender bench: {report}, expected {n} sent")
+    store.dispose()
+    return {"sender_messages": n, "sender_messages_per_s": round(n / elapsed)}
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
@@ -406,6 +450,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         figures.update(bench_import(workdir, site, 20_000 if args.quick else 200_000))
         figures.update(bench_10k_callbacks(workdir, site))
         figures.update(bench_store_size(workdir, site, 100_000 if args.quick else 1_000_000))
+        figures.update(bench_sender(workdir, 500 if args.quick else 5_000))
     figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     figures["total_s"] = round(perf_counter() - started, 1)
     text = json.dumps(figures, indent=2)

@@ -213,6 +213,8 @@ class ActionWriter:
                 "body": a["text"],
                 "status": "queued",
                 "not_before": record.fire_at,
+                "next_attempt_at": record.fire_at,
+                "to_customer": bool(a.get("to_customer")),
                 "attempts": 0,
                 "created_at": now,
             }

@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 import click
 
+from crmd import outbox as ox
 from crmd import queries as q
 from crmd import tasks as task_ops
 from crmd.clock import Clock, FixedClock, SystemClock
@@ -24,7 +25,15 @@ from crmd.rule import RuleSet
 from crmd.ruleset import load_rules
 from crmd.site import Site, load_site
 from crmd.store import Store, Unit
-from crmd.view import fire_json, fires_table, plan_summary_table, task_json, tasks_table
+from crmd.view import (
+    fire_json,
+    fires_table,
+    message_json,
+    outbox_table,
+    plan_summary_table,
+    task_json,
+    tasks_table,
+)
 
 logger = logging.getLogger("crmd")
 
@@ -145,11 +154,28 @@ def _print_json(value: Any) -> None:
 @main.command()
 @pass_app
 def check(app: App) -> None:
-    """Validate every rule file of the site; print a summary, or each error as file:line:col."""
+    """Validate every rule and channel file; print a summary, or each error as file:line:col.
+
+    A channel whose secrets are missing is a warning: the daemon holds its messages.
+    """
+    from crmd.channels.settings import load_channels
+
     ruleset = app.rules()
+    channels = load_channels(app.site)
     for name, count in sorted(ruleset.files.items()):
         click.echo(f"{name}: {count} rule{'s' if count != 1 else ''}")
-    click.echo(f"ok: {len(ruleset.rules)} rules in {len(ruleset.files)} files")
+    for name, settings in sorted(channels.settings.items()):
+        ready = "not ready" if name in channels.not_ready else "ready"
+        click.echo(f"{settings.file}: channel {name} ({settings.type}), {ready}")
+    for name, why in sorted(channels.not_ready.items()):
+        click.echo(
+            f"warning: channel {name} is not ready: {why}; until then its messages are held",
+            err=True,
+        )
+    click.echo(
+        f"ok: {len(ruleset.rules)} rules in {len(ruleset.files)} files, "
+        f"{len(channels.settings)} channels"
+    )
 
 
 @main.command("import")
@@ -369,3 +395,60 @@ def demo(app: App, days: int, customers: int) -> None:
 
     count = load_demo(app.store, app.site, app.engine(), app.now, days=days, customers=customers)
     click.echo(f"demo store ready at {app.store.safe_url}: {count} events")
+
+
+@main.group(invoke_without_command=True)
+@click.option("--status", type=click.Choice(ox.STATUSES), help="Only messages in this state.")
+@click.option("--limit", default=200, show_default=True, help="At most this many, newest first.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def outbox(ctx: click.Context, status: str | None, limit: int, as_json: bool) -> None:
+    """Messages to customers and staff: sent, waiting (queued), held, dead or cancelled."""
+    if ctx.invoked_subcommand is not None:
+        return
+    app = ctx.find_object(App)
+    assert app is not None
+    with app.store.read() as conn:
+        rows = ox.listed(conn, status, limit)
+    if as_json:
+        _print_json([message_json(m, app.site) for m in rows])
+    elif rows:
+        outbox_table(rows, app.site)
+    else:
+        click.echo("no messages")
+
+
+@outbox.command("retry")
+@click.argument("message_ids", type=int, nargs=-1, required=True)
+@pass_app
+def outbox_retry(app: App, message_ids: tuple[int, ...]) -> None:
+    """Send held, dead or cancelled messages again, at the next pass of the sender."""
+    for message_id in message_ids:
+        with app.store.write() as conn:
+            ox.retry(conn, message_id, app.now)
+        click.echo(f"message {message_id}: queued")
+
+
+@outbox.command("cancel")
+@click.argument("message_ids", type=int, nargs=-1, required=True)
+@pass_app
+def outbox_cancel(app: App, message_ids: tuple[int, ...]) -> None:
+    """Cancel messages that have not gone out."""
+    for message_id in message_ids:
+        with app.store.write() as conn:
+            ox.cancel(conn, message_id, app.now)
+        click.echo(f"message {message_id}: cancelled")
+
+
+@outbox.command("send")
+@pass_app
+def outbox_send(app: App) -> None:
+    """Send what is due now, once (the daemon does this every tick)."""
+    from crmd.sender import Sender
+
+    sender = Sender.for_site(app.site, app.store)
+    try:
+        report = sender.run_once(app.now)
+    finally:
+        sender.close()
+    click.echo(str(report))

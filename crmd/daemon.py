@@ -11,6 +11,7 @@ from types import FrameType
 from crmd.clock import Clock
 from crmd.engine import Engine
 from crmd.ruleset import load_rules
+from crmd.sender import Sender
 from crmd.site import Site
 from crmd.store import Store, Unit
 
@@ -31,6 +32,7 @@ class Daemon:
         self._stop = threading.Event()
         # Rules are validated before the first tick: a bad set stops the start, loudly.
         self.engine = Engine(site, load_rules(site))
+        self.sender = Sender.for_site(site, store)  # channels/*.yaml, checked like rules
         self._last: datetime | None = None
 
     def stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
@@ -54,6 +56,8 @@ class Daemon:
         )
         for error in report.errors:
             logger.error("%s", error)
+        if not self.dry_run:  # a dry run sends nothing
+            self.sender.run_once(now)
 
     def run(self, *, once: bool = False) -> None:
         if threading.current_thread() is threading.main_thread():

@@ -85,7 +85,13 @@ def message(
     channel: str, customer: Mapping[str, Any], to: str | None, subject: str, text: str
 ) -> dict[str, Any]:
     """An SMS or e-mail record; one that must not go out says why in `skipped`."""
-    msg: dict[str, Any] = {"action": channel, "to": to or "", "subject": subject, "text": text}
+    msg: dict[str, Any] = {
+        "action": channel,
+        "to": to or "",
+        "subject": subject,
+        "text": text,
+        "to_customer": bool(customer),
+    }
     if customer.get("opt_out"):
         msg["skipped"] = "customer opted out"
     elif not to:

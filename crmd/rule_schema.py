@@ -227,10 +227,12 @@ class SchemaProblem:
     at_key: bool = False
 
 
-def schema_problems(document: Any) -> list[SchemaProblem]:
-    """Check a loaded rule file against the schema; every problem, in plain words."""
+def schema_problems(
+    document: Any, validator: Draft202012Validator = _VALIDATOR
+) -> list[SchemaProblem]:
+    """Check a loaded file against the rule schema (or another); every problem, in plain words."""
     problems: list[SchemaProblem] = []
-    for error in _VALIDATOR.iter_errors(document):
+    for error in validator.iter_errors(document):
         problems.extend(_explain(error))
     return problems
 

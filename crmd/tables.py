@@ -170,8 +170,11 @@ tasks = Table(
     Index(None, "rule_id", "customer_id", "status"),
 )
 
-# Messages to send; delivery is the channels' work. One message per fire, channel and
-# recipient, however often the rule is evaluated.
+# Messages to send; delivery is the channels' work (crmd/sender.py). One message per fire,
+# channel and recipient, however often the rule is evaluated.
+# status: queued -> sending -> sent, or back to queued (retry), dead (gave up), held (a person
+# must look) or cancelled. "sending" is committed before the provider is called, so a crash
+# mid-send leaves a visible mark that is reconciled, never blindly re-sent.
 outbox = Table(
     "outbox",
     metadata,
@@ -183,15 +186,23 @@ outbox = Table(
     Column("recipient", String(254), nullable=False),
     Column("subject", Text, nullable=False, default=""),
     Column("body", Text, nullable=False),
-    Column("status", String(16), nullable=False),  # queued | sent | failed | held | cancelled
+    Column("status", String(16), nullable=False),
     Column("not_before", UTCDateTime, nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text),
     Column("provider_ref", String(100)),
     Column("created_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime),
+    # When the sender may next try it: not_before at first, later after a backoff or the
+    # end of quiet hours.
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    # Whether it goes to the customer (quiet hours and opt-out apply) or to staff.
+    Column("to_customer", Boolean, nullable=False, default=True),
+    Column("claimed_at", UTCDateTime),
+    Column("claim_token", String(32)),
     UniqueConstraint("fire_id", "channel", "recipient"),
-    Index(None, "status", "not_before"),
+    Index(None, "status", "next_attempt_at"),
+    Index(None, "channel", "sent_at"),
 )
 
 # Dates that `set` actions store on a customer or vehicle, watched by date triggers

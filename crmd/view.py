@@ -164,3 +164,43 @@ def fires_table(fires: Sequence[FireRecord], site: Site) -> None:
         does = "; ".join(describe_action(a, site) for a in f.actions) or f.reason
         table.add_row(_local(f.fire_at, site), f.rule_id, f.subject, status, does)
     _console().print(table)
+
+
+def message_json(m: Row[Any], site: Site) -> dict[str, Any]:
+    """One outbox message for scripts; the recipient is shown in full (the operator's view)."""
+    return {
+        "id": m.id,
+        "channel": m.channel,
+        "rule": m.rule_id,
+        "customer_id": m.customer_id,
+        "recipient": m.recipient,
+        "subject": m.subject,
+        "body": m.body,
+        "status": m.status,
+        "attempts": m.attempts,
+        "next_attempt_at": _iso(m.next_attempt_at, site) if m.status == "queued" else None,
+        "sent_at": _iso(m.sent_at, site),
+        "provider_ref": m.provider_ref,
+        "last_error": m.last_error,
+        "created_at": _iso(m.created_at, site),
+    }
+
+
+def outbox_table(rows: Sequence[Row[Any]], site: Site) -> None:
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("id", "channel", "to", "status", "when", "text", "note"):
+        table.add_column(column)
+    for m in rows:
+        when = m.sent_at if m.status == "sent" else m.next_attempt_at
+        text = m.subject or m.body
+        status = m.status + (f" ({m.attempts})" if m.attempts > 1 else "")
+        table.add_row(
+            str(m.id),
+            m.channel,
+            m.recipient,
+            status,
+            _local(when, site),
+            text if len(text) <= 40 else text[:39] + "…",
+            m.last_error or "",
+        )
+    _console().print(table)

@@ -6,9 +6,11 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from fakes import ACCOUNT_SID, AUTH_TOKEN, FakeSmtp, FakeTwilio
 
 from crmd.testing import Harness
 
@@ -91,3 +93,29 @@ def pg_database(postgres_url: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def fake_twilio() -> Iterator[FakeTwilio]:
+    """A fake Twilio REST endpoint on 127.0.0.1 (see tests/fakes.py)."""
+    server = FakeTwilio(now=lambda: datetime(2026, 11, 23, 2, 0, tzinfo=UTC))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[FakeSmtp]:
+    """An SMTP server on 127.0.0.1 that records what arrives."""
+    server = FakeSmtp()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def provider_env(fake_twilio: FakeTwilio) -> dict[str, str]:
+    """The secrets the fakes accept, as the environment would give them."""
+    return {
+        "CRMD_TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "CRMD_TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "CRMD_SMTP_PASSWORD": FakeSmtp.password,
+    }

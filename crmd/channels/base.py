@@ -1,0 +1,149 @@
+"""What a channel is: the message it gets, the receipt it returns, and how it says it failed.
+
+A channel delivers one outbox message at a time. The outbox sender (crmd/sender.py) decides
+when, checks quiet hours, rate limits and opt-out, and records the outcome; a channel only
+talks to its provider and says, by what it raises, what the sender should do next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from crmd.errors import CrmdError
+
+if TYPE_CHECKING:
+    from crmd.channels.settings import ChannelSettings, QuietHours
+    from crmd.site import Site
+    from crmd.store import Store
+
+
+@dataclass(frozen=True)
+class Message:
+    """One outbox message as a channel sees it; `recipient` is already normalised, `at` is
+    the sender's `now`, and `attempts` counts this one."""
+
+    id: int
+    channel: str
+    recipient: str
+    subject: str
+    body: str
+    rule_id: str
+    fire_id: int
+    at: datetime
+    customer_id: str | None = None
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """The provider took the message; `ref` is its id for it (a Twilio SID, a Message-ID)."""
+
+    ref: str = ""
+
+
+class DeliveryError(CrmdError):
+    """A send that did not succeed; the subclass tells the sender what to do next."""
+
+
+class TemporaryFailure(DeliveryError):
+    """Nothing was delivered and trying later may work (time-outs connecting, 5xx, 429)."""
+
+
+class PermanentFailure(DeliveryError):
+    """This message can never be delivered as it is (an invalid number, most 4xx): dead."""
+
+
+class NeedsReview(DeliveryError):
+    """A person must look before anything more happens (credentials refused, say): held."""
+
+
+class OutcomeUnknown(DeliveryError):
+    """The request went out but no answer came back: the provider may have the message.
+
+    The sender never sends such a message again blindly; it asks the channel to reconcile.
+    """
+
+
+@dataclass(frozen=True)
+class SecretSpec:
+    """A secret a channel type needs, read from the environment or a systemd credential."""
+
+    key: str  # the name the channel asks for, e.g. "auth_token"
+    env: str  # environment variable, e.g. CRMD_TWILIO_AUTH_TOKEN
+    credential: str  # file name in $CREDENTIALS_DIRECTORY, e.g. twilio_auth_token
+    what: str  # in words, for messages: "the Twilio auth token"
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What a channel gets when it is made: its settings, its secrets, the site and store."""
+
+    settings: ChannelSettings
+    site: Site
+    store: Store
+    secrets: Mapping[str, str] = field(default_factory=dict)
+
+
+class Channel(Protocol):
+    """A way to deliver messages."""
+
+    def address(self, recipient: str) -> str:
+        """The recipient as the provider wants it; raise PermanentFailure if it is invalid."""
+        ...
+
+    def send(self, message: Message) -> Receipt:
+        """Deliver one message; raise a DeliveryError subclass when it does not go out."""
+        ...
+
+    def reconcile(self, message: Message, claimed_at: datetime) -> Receipt | None:
+        """After an unknown outcome: the receipt if the provider has the message, None if it
+        surely does not; raise NeedsReview when the provider cannot tell."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class BaseChannel:
+    """A base for channel types; an entry point in `crmd.channels` names a subclass.
+
+    Class attributes describe the type to crmd before any instance exists: the JSON Schema
+    properties of its own settings keys, the secrets it needs, and its default quiet hours.
+    """
+
+    options: ClassVar[Mapping[str, Any]] = {}
+    required_options: ClassVar[tuple[str, ...]] = ()
+    secrets: ClassVar[tuple[SecretSpec, ...]] = ()
+    default_quiet_hours: ClassVar[QuietHours | None] = None
+
+    @classmethod
+    def secret_specs(cls, options: Mapping[str, Any]) -> tuple[SecretSpec, ...]:
+        """The secrets this type needs with these settings."""
+        return cls.secrets
+
+    @classmethod
+    def option_problems(cls, options: Mapping[str, Any], site: Site) -> list[tuple[str, str]]:
+        """(key, message) for each setting that has the right shape but is still wrong."""
+        return []
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+
+    def address(self, recipient: str) -> str:
+        return recipient
+
+    def send(self, message: Message) -> Receipt:  # pragma: no cover - every type overrides
+        raise NotImplementedError
+
+    def reconcile(self, message: Message, claimed_at: datetime) -> Receipt | None:
+        raise NeedsReview(
+            f"channel type {self.settings.type!r} cannot ask its provider whether the "
+            f"message arrived"
+        )
+
+    def close(self) -> None:
+        return None

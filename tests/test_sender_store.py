@@ -1,0 +1,81 @@
+"""The outbox on real stores: an older store's messages upgrade in place and are sent, on
+SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from channel_site import T0, ChannelSite, sms_yaml
+from fakes import FakeTwilio
+from sqlalchemy import select, text
+
+from crmd.sender import Sender
+from crmd.site import load_site
+from crmd.store import Store
+from crmd.tables import outbox
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/old.db"
+    return str(request.getfixturevalue("pg_database"))
+
+
+def test_messages_queued_by_the_older_version_upgrade_and_go_out(
+    store_url: str, tmp_path: Path
+) -> None:
+    store = Store(store_url)
+    store.migrate("0002")
+    with store.engine.begin() as conn:
+        for fire_id, status, customer in ((1, "queued", "C1"), (2, "failed", None)):
+            conn.execute(
+                text(
+                    "INSERT INTO outbox (fire_id, rule_id, channel, customer_id, recipient, "
+                    "subject, body, status, not_before, attempts, created_at) VALUES "
+                    "(:fire_id, 'r', 'sms', :customer, '13800138000', '', '你好', :status, "
+                    ":at, 0, :at)"
+                ),
+                {
+                    "fire_id": fire_id,
+                    "status": status,
+                    "customer": customer,
+                    "at": T0.replace(tzinfo=None),
+                },
+            )
+    store.migrate()
+    assert store.revision() == "0003"
+    with store.read() as conn:
+        rows = list(conn.execute(select(outbox).order_by(outbox.c.id)))
+    assert [(r.status, r.next_attempt_at, r.to_customer) for r in rows] == [
+        ("queued", T0, True),
+        ("dead", T0, False),
+    ]
+    site_dir = tmp_path / "site"
+    (site_dir / "channels").mkdir(parents=True)
+    (site_dir / "channels" / "sms.yaml").write_text("type: log\n", encoding="utf-8")
+    sender = Sender.for_site(load_site(site_dir), store, {})
+    assert sender.run_once(T0).sent == 1
+    store.dispose()
+
+
+@pytest.mark.postgres
+def test_the_sender_on_postgresql(
+    tmp_path: Path, pg_database: str, fake_twilio: FakeTwilio, provider_env: dict[str, str]
+) -> None:
+    site = ChannelSite(tmp_path / "site", {"sms": sms_yaml(fake_twilio.url)}, provider_env)
+    site.store = Store.open(pg_database)
+    site.sender = site.new_sender()
+    site.customer("C1", name="张三", phone="13800138000")
+    fake_twilio.script = ["accept_then_drop"]
+    first = site.queue("你好")
+    second = site.queue("再见", recipient="13900139000")
+    report = site.send()
+    assert (report.unknown, report.sent) == (1, 1)
+    assert site.send(seconds=60).reconciled == 1
+    assert {site.message(first).status, site.message(second).status} == {"sent"}
+    assert len(fake_twilio.messages) == 2
+    assert site.send(seconds=120 + timedelta(hours=1).total_seconds()).sent == 0
+    site.store.dispose()
