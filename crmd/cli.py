@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ from crmd.engine import Engine, TickReport
 from crmd.errors import CrmdError, RuleSetError
 from crmd.events import ATTEMPT_OUTCOMES
 from crmd.intake import NewEvent, record_events
+from crmd.logs import setup_logging
 from crmd.rule import RuleSet
 from crmd.ruleset import load_rules
 from crmd.site import Site, load_site
@@ -99,14 +102,6 @@ class CrmdGroup(click.Group):
             fail(str(exc))
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
 @click.group(cls=CrmdGroup)
 @click.option(
     "--site",
@@ -127,7 +122,7 @@ def _setup_logging(level: str) -> None:
 @click.pass_context
 def main(ctx: click.Context, site_dir: str | None, now_text: str | None, log_level: str) -> None:
     """crmd: deadlines of a dealership's customer-relations department, as rules."""
-    _setup_logging(log_level)
+    setup_logging(log_level)
     clock: Clock = SystemClock()
     app = App(site_dir, clock)
     if now_text:
@@ -250,14 +245,20 @@ def tick(app: App, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--from", "start_text", required=True, help="Window start (ISO-8601, exclusive).")
-@click.option("--to", "end_text", required=True, help="Window end (ISO-8601, inclusive).")
+@click.option(
+    "--from",
+    "start_text",
+    help="Window start (ISO-8601, exclusive). Default: where each rule stands, i.e. what "
+    "the daemon would catch up on if started now.",
+)
+@click.option("--to", "end_text", help="Window end (ISO-8601, inclusive). Default: now.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
-def plan(app: App, start_text: str, end_text: str, as_json: bool) -> None:
+def plan(app: App, start_text: str | None, end_text: str | None, as_json: bool) -> None:
     """Dry run: every fire the rules and store would produce in a window. Writes nothing."""
-    start, end = parse_instant(start_text, app.site), parse_instant(end_text, app.site)
-    if end <= start:
+    end = parse_instant(end_text, app.site) if end_text else app.now
+    start = parse_instant(start_text, app.site) if start_text else None
+    if start is not None and end <= start:
         raise click.BadParameter("--to must be after --from")
     engine = app.engine()
     with Unit(app.store, dry_run=True) as unit:
@@ -319,12 +320,95 @@ def done(app: App, task_id: int, note: str | None) -> None:
 @click.option("--once", is_flag=True, help="Run one tick and exit (for cron and tests).")
 @pass_app
 def run(app: App, dry_run: bool, interval: float, once: bool) -> None:
-    """The daemon: tick the rules every --interval seconds until stopped."""
-    from crmd.daemon import Daemon
+    """The daemon: tick the rules every --interval seconds until stopped (SIGHUP reloads)."""
+    from crmd.daemon import serve
 
     if not logging.getLogger().isEnabledFor(logging.INFO):
         logging.getLogger().setLevel(logging.INFO)
-    Daemon(app.site, app.store, app.clock, dry_run=dry_run, interval=interval).run(once=once)
+    if interval <= 0:
+        raise click.BadParameter("--interval must be more than 0 seconds")
+    serve(app.site, app.clock, lambda: app.store, dry_run=dry_run, interval=interval, once=once)
+
+
+@main.command()
+@pass_app
+def reload(app: App) -> None:
+    """Check the rule files, then tell the running daemon to load them (SIGHUP)."""
+    from crmd.instance import lock_path, running_pid
+
+    ruleset = app.rules()  # a bad set stops here, with every error as file:line:col
+    pid = running_pid(app.site)
+    if pid is None:
+        fail(f"no crmd daemon is running on this store (nothing holds {lock_path(app.site)})")
+    if pid < 0:
+        fail(f"a daemon holds {lock_path(app.site)} but its PID is unknown; reload it by hand")
+    os.kill(pid, signal.SIGHUP)
+    click.echo(f"rules ok ({len(ruleset.rules)} rules); asked daemon PID {pid} to reload")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def status(app: App, as_json: bool) -> None:
+    """Whether the daemon runs, its last tick and lag, and the open, overdue and held work.
+
+    Exits 0 when a daemon is running, 3 when none is (like `systemctl status`).
+    """
+    from crmd.instance import running_pid
+
+    pid = running_pid(app.site)
+    with app.store.read() as conn:
+        beats = q.heartbeats(conn)
+        counts = q.work_counts(conn, app.now)
+    beat = beats[0] if beats else None
+    last_tick = beat.last_tick_at if beat is not None else None
+    lag = (app.now - last_tick).total_seconds() if last_tick is not None else None
+    info: dict[str, Any] = {
+        "running": pid is not None,
+        "pid": pid if pid and pid > 0 else (beat.pid if beat is not None and pid else None),
+        "store": app.store.safe_url,
+        "started_at": beat.started_at.isoformat() if beat is not None else None,
+        "last_tick_at": last_tick.isoformat() if last_tick is not None else None,
+        "lag_seconds": None if lag is None else round(lag, 1),
+        "rules": beat.rules if beat is not None else None,
+        "last_error": beat.last_error if beat is not None else None,
+        **counts,
+    }
+    if as_json:
+        _print_json(info)
+    else:
+        tz = app.site.timezone
+        if pid is not None:
+            click.echo(f"daemon: running (PID {info['pid']}), {info['rules']} rules")
+        else:
+            click.echo("daemon: not running")
+        if last_tick is not None:
+            click.echo(
+                f"last tick: {last_tick.astimezone(tz):%Y-%m-%d %H:%M:%S} (lag {_span(lag or 0)})"
+            )
+        else:
+            click.echo("last tick: never")
+        if info["last_error"]:
+            click.echo(f"last error: {info['last_error']}")
+        click.echo(
+            f"tasks: {counts['open_tasks']} open, {counts['overdue_tasks']} overdue; "
+            f"messages: {counts['queued_messages']} queued, {counts['held_messages']} held, "
+            f"{counts['failed_messages']} failed"
+        )
+    if pid is None:
+        sys.exit(3)
+
+
+def _span(seconds: float) -> str:
+    """A lag in words: '12s', '5m 3s', '2h 10m', '3d 4h'."""
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60}s"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60}m"
+    return f"{s // 86400}d {s % 86400 // 3600}h"
 
 
 @main.command()
