@@ -141,6 +141,10 @@ class Daemon:
                 self._last.isoformat(),
                 now.isoformat(),
             )
+        if self.last_error is not None:
+            # Fresh connections after a failure: one opened while the file was read-only
+            # stays read-only after the cause is cleared.
+            self.store.engine.dispose()
         started = time.monotonic()
         ok = True
         for name, step in self.steps():

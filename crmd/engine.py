@@ -35,7 +35,7 @@ from crmd.events import TASK_OVERDUE
 from crmd.rule import AnnualTrigger, DateTrigger, EventTrigger, Rule, RuleSet, ScheduleTrigger
 from crmd.schedules import occurrence_key, occurrences, once_a_day
 from crmd.site import Site
-from crmd.store import Unit
+from crmd.store import StoreError, Unit
 from crmd.triggers import event_fire_time, event_span, month_days_on
 
 logger = logging.getLogger(__name__)
@@ -122,6 +122,8 @@ class Engine:
                     continue
                 try:
                     produced += self._evaluate(unit, rule, now, report)
+                except StoreError:
+                    raise  # the store's trouble, not the rule's: the whole tick stops
                 except CrmdError as exc:
                     # One rule's trouble (say, an unpublished calendar year) must not stop
                     # the others; its watermark stays put, so it retries next tick.

@@ -19,8 +19,10 @@ def mask(text: str) -> str:
     text = _EMAIL.sub(r"\1***@\2", text)
 
     def phone(m: re.Match[str]) -> str:
-        digits = m.group(1) + m.group(2)
-        if sum(c.isdigit() for c in digits) < 7 or _DATE.fullmatch(digits):
+        if _DATE.fullmatch(m.group(0)):
+            return m.group(0)
+        digits = re.sub(r"\D", "", m.group(0))
+        if len(digits) < 7:
             return m.group(0)
         return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
 
