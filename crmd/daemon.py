@@ -303,6 +303,7 @@ def serve(
     dry_run: bool = False,
     interval: float = 30,
     once: bool = False,
+    configure: Callable[[Site], Config] = load_config,
 ) -> None:
     """`crmd run`: take the store's lock, open it, check the rules, and run until stopped."""
     lock = None
@@ -310,7 +311,9 @@ def serve(
         lock = InstanceLock(lock_path(site))
         lock.acquire()  # before migrating: a second daemon must not touch the schema
     try:
-        daemon = Daemon(site, open_store(), clock, dry_run=dry_run, interval=interval)
+        daemon = Daemon(
+            site, open_store(), clock, dry_run=dry_run, interval=interval, configure=configure
+        )
         daemon.run(once=once)
     finally:
         if lock is not None:
