@@ -114,15 +114,17 @@ class CrmdGroup(click.Group):
 @click.option(
     "--log-level",
     envvar="CRMD_LOG_LEVEL",
-    default="warning",
-    show_default=True,
+    help="Log level (or CRMD_LOG_LEVEL). Default: info for `run`, warning otherwise.",
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
 )
 @click.version_option(package_name="crmd")
 @click.pass_context
-def main(ctx: click.Context, site_dir: str | None, now_text: str | None, log_level: str) -> None:
+def main(
+    ctx: click.Context, site_dir: str | None, now_text: str | None, log_level: str | None
+) -> None:
     """crmd: deadlines of a dealership's customer-relations department, as rules."""
-    setup_logging(log_level)
+    default = "info" if ctx.invoked_subcommand == "run" else "warning"
+    setup_logging(log_level or default)
     clock: Clock = SystemClock()
     app = App(site_dir, clock)
     if now_text:
@@ -323,8 +325,6 @@ def run(app: App, dry_run: bool, interval: float, once: bool) -> None:
     """The daemon: tick the rules every --interval seconds until stopped (SIGHUP reloads)."""
     from crmd.daemon import serve
 
-    if not logging.getLogger().isEnabledFor(logging.INFO):
-        logging.getLogger().setLevel(logging.INFO)
     if interval <= 0:
         raise click.BadParameter("--interval must be more than 0 seconds")
     serve(app.site, app.clock, lambda: app.store, dry_run=dry_run, interval=interval, once=once)

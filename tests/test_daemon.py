@@ -493,3 +493,24 @@ def test_one_log_line_per_fire_task_and_message(
     assert "fire fired birthday-sms customer:C1" in text
     assert "task 1 created by birthday-call for C1" in text
     assert "message queued by birthday-sms for C1: sms to 13800138000" in text
+
+
+def test_the_shipped_unit_file_asks_for_notify_watchdog_credentials_and_hardening() -> None:
+    unit = (Path(__file__).parent.parent / "packaging" / "systemd" / "crmd.service").read_text()
+    settings: dict[str, list[str]] = {}
+    for line in unit.splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            settings.setdefault(key, []).append(value)
+    assert settings["Type"] == ["notify"]
+    assert settings["WatchdogSec"]
+    assert settings["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    assert settings["User"] == ["crmd"]
+    assert settings["NoNewPrivileges"] == ["yes"]
+    assert settings["ProtectSystem"] == ["strict"]
+    assert len(settings["LoadCredential"]) == 2
+    # The store (and so its lock and WAL files) is in the one writable directory.
+    (store_url,) = [e for e in settings["Environment"] if e.startswith("CRMD_STORE_URL=")]
+    store_dir = str(Path(store_url.removeprefix("CRMD_STORE_URL=sqlite:///")).parent)
+    assert settings["ReadWritePaths"] == [store_dir]
+    assert settings["StateDirectory"] == [Path(store_dir).name]

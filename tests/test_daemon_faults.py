@@ -187,7 +187,6 @@ def test_daemon_lifecycle_under_a_fake_systemd(busy_site: Harness, tmp_path: Pat
     systemd = FakeSystemd(tmp_path / "notify")
     log = h.root / "daemon.log"
     env = dict(os.environ, NOTIFY_SOCKET=str(systemd.path), WATCHDOG_USEC="2000000")
-    env["CRMD_LOG_LEVEL"] = "info"
     daemon = start([*CRMD, "--site", str(h.root), "run", "--interval", "0.5"], log, env)
     try:
         assert systemd.until("READY")["READY"] == "1"
