@@ -97,7 +97,8 @@ class Daemon:
         self.id = f"{socket.gethostname()}:{site.root}"
         self.started_at = clock.now()
         self._last: datetime | None = None
-        self.last_error: str | None = None
+        self.last_error: str | None = None  # the last pass's store error, if it failed
+        self.reload_error: str | None = None  # why the last reload was refused, until one works
 
     @property
     def engine(self) -> Engine:
@@ -199,7 +200,7 @@ class Daemon:
             "state": state,
             "started_at": self.started_at,
             "rules": len(self.engine.rules),
-            "last_error": self.last_error,
+            "last_error": self.last_error or self.reload_error,
             "updated_at": self.clock.now(),
         }
         if now is not None:
@@ -226,15 +227,16 @@ class Daemon:
                 len(exc.errors),
                 len(self.engine.rules),
             )
-            self.last_error = f"reload refused: {len(exc.errors)} error(s) in the rule files"
+            self.reload_error = f"reload refused: {len(exc.errors)} error(s) in the rule files"
             return False
         except CrmdError as exc:
             logger.error("reload refused: %s; still running the last good set", exc)
-            self.last_error = f"reload refused: {exc}"
+            self.reload_error = f"reload refused: {exc}"
             return False
         finally:
             self.notifier.ready(self._status_text())
         self.config = config
+        self.reload_error = None
         logger.info("reloaded: %d rules", len(self.engine.rules))
         return True
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -27,7 +26,7 @@ from crmd.instance import AlreadyRunning, InstanceLock, lock_path, running_pid
 from crmd.logs import mask
 from crmd.notify import Notifier
 from crmd.store import Store
-from crmd.testing import Harness
+from crmd.testing import FakeSystemd, Harness
 
 DAILY = """
 rules:
@@ -88,27 +87,6 @@ def daemon_for(h: Harness, at: str, **kw: Any) -> tuple[Daemon, FixedClock]:
 # ------------------------------------------------------------------ sd_notify
 
 
-class FakeSystemd:
-    """A real unix datagram socket standing in for systemd's notify socket."""
-
-    def __init__(self, address: str) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind("\0" + address[1:] if address.startswith("@") else address)
-        self.sock.settimeout(10)
-        self.address = address
-
-    def next(self) -> dict[str, str]:
-        data = self.sock.recv(4096).decode()
-        return dict(line.split("=", 1) for line in data.splitlines())
-
-    def until(self, key: str) -> dict[str, str]:
-        """Messages up to and including the first that has `key` (watchdog pings between)."""
-        while True:
-            msg = self.next()
-            if key in msg:
-                return msg
-
-
 @pytest.fixture
 def fake_systemd() -> Iterator[Callable[[str], FakeSystemd]]:
     made: list[FakeSystemd] = []
@@ -119,7 +97,7 @@ def fake_systemd() -> Iterator[Callable[[str], FakeSystemd]]:
 
     yield make
     for systemd in made:
-        systemd.sock.close()
+        systemd.close()
 
 
 @pytest.mark.parametrize("abstract", [False, True])
@@ -514,3 +492,50 @@ def test_the_shipped_unit_file_asks_for_notify_watchdog_credentials_and_hardenin
     store_dir = str(Path(store_url.removeprefix("CRMD_STORE_URL=sqlite:///")).parent)
     assert settings["ReadWritePaths"] == [store_dir]
     assert settings["StateDirectory"] == [Path(store_dir).name]
+
+
+def test_skip_after_takes_calendar_time_only(make_site: Callable[[str], Harness]) -> None:
+    h = make_site(BIRTHDAY)
+    (h.root / "rules" / "test.yaml").write_text(
+        BIRTHDAY.replace("skip_after: 1 day", "skip_after: 2 working days")
+    )
+    with pytest.raises(RuleSetError) as caught:
+        h.reload(BIRTHDAY.replace("skip_after: 1 day", "skip_after: 2 working days"))
+    assert str(caught.value).startswith("rules/test.yaml:5:")
+    assert "skip_after takes calendar time" in str(caught.value)
+    with pytest.raises(RuleSetError, match="unknown key 'skip'"):
+        h.reload(BIRTHDAY.replace("skip_after: 1 day", "skip: 1 day"))
+
+
+class RecordingSender:
+    """Stands in for crmd.sender until channels land: records each pass's `now`."""
+
+    def __init__(self) -> None:
+        self.passes: list[Any] = []
+
+    def run_once(self, now: Any) -> str:
+        self.passes.append(now)
+        return f"{len(self.passes)} pass(es)"
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_the_sender_step_runs_after_the_rules_each_pass(
+    make_site: Callable[[str], Harness], dry_run: bool
+) -> None:
+    from crmd.daemon import Config, load_config
+
+    h = make_site(DAILY)
+    sender = RecordingSender()
+
+    def configure(site: Any) -> Config:
+        config = load_config(site)
+        config.sender = sender
+        return config
+
+    daemon, clock = daemon_for(h, "2026-11-23 08:00", configure=configure, dry_run=dry_run)
+    assert [name for name, _ in daemon.steps()] == (["rules"] if dry_run else ["rules", "sender"])
+    daemon.tick_once()
+    clock.set(h.local("2026-11-23 09:00"))
+    daemon.tick_once()
+    expected = [] if dry_run else [h.local("2026-11-23 08:00"), h.local("2026-11-23 09:00")]
+    assert sender.passes == expected

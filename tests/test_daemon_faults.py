@@ -10,7 +10,6 @@ import json
 import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from crmd.testing import Harness
+from crmd.testing import FakeSystemd, Harness
 
 pytestmark = pytest.mark.slow
 
@@ -153,21 +152,6 @@ def test_kill_9_at_random_instants_loses_and_doubles_nothing(busy_site: Harness)
 RULES_IDS = ("delivery-welcome", "sales-callback", "daily-board")
 
 
-class FakeSystemd:
-    def __init__(self, path: Path) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(30)
-        self.path = path
-
-    def until(self, key: str) -> dict[str, str]:
-        while True:
-            data = self.sock.recv(4096).decode()
-            msg = dict(line.split("=", 1) for line in data.splitlines())
-            if key in msg:
-                return msg
-
-
 def wait_for(log: Path, text: str, child: subprocess.Popen[bytes], after: int = 0) -> str:
     """The log (from byte `after`) once it shows `text`; fails if the daemon exits first.
 
@@ -184,9 +168,9 @@ def wait_for(log: Path, text: str, child: subprocess.Popen[bytes], after: int = 
 
 def test_daemon_lifecycle_under_a_fake_systemd(busy_site: Harness, tmp_path: Path) -> None:
     h = busy_site
-    systemd = FakeSystemd(tmp_path / "notify")
+    systemd = FakeSystemd(str(tmp_path / "notify"))
     log = h.root / "daemon.log"
-    env = dict(os.environ, NOTIFY_SOCKET=str(systemd.path), WATCHDOG_USEC="2000000")
+    env = dict(os.environ, NOTIFY_SOCKET=systemd.address, WATCHDOG_USEC="2000000")
     daemon = start([*CRMD, "--site", str(h.root), "run", "--interval", "0.5"], log, env)
     try:
         assert systemd.until("READY")["READY"] == "1"
@@ -215,6 +199,13 @@ def test_daemon_lifecycle_under_a_fake_systemd(busy_site: Harness, tmp_path: Pat
         content = wait_for(log, "reload refused", daemon)
         assert "rules/late-edit.yaml:3:" in content
         assert daemon.poll() is None
+        # `crmd status` shows the refusal once the next tick has recorded it.
+        for _ in range(60):
+            refusal = json.loads(run_crmd(h.root, "status", "--json").stdout)["last_error"]
+            if refusal:
+                break
+            time.sleep(0.5)
+        assert refusal == "reload refused: 1 error(s) in the rule files"
 
         broken.write_text(
             "rules:\n  - id: extra\n    when: {event: member.joined}\n"
@@ -233,7 +224,7 @@ def test_daemon_lifecycle_under_a_fake_systemd(busy_site: Harness, tmp_path: Pat
         if daemon.poll() is None:
             daemon.kill()
             daemon.wait(30)
-        systemd.sock.close()
+        systemd.close()
     assert integrity(h.root / "store" / "crmd.db") == "ok"
     log_text = log.read_text(encoding="utf-8")
     assert "crmd stopped" in log_text
