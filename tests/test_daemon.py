@@ -539,3 +539,23 @@ def test_the_sender_step_runs_after_the_rules_each_pass(
     daemon.tick_once()
     expected = [] if dry_run else [h.local("2026-11-23 08:00"), h.local("2026-11-23 09:00")]
     assert sender.passes == expected
+
+
+@pytest.mark.postgres
+def test_heartbeat_and_work_counts_on_postgresql(tmp_path: Path, pg_database: str) -> None:
+    from crmd import queries as q
+
+    h = Harness(tmp_path / "pg", DAILY, store_url=pg_database)
+    try:
+        daemon, clock = daemon_for(h, "2026-11-23 08:00")
+        daemon.tick_once()
+        clock.set(h.local("2026-11-23 09:00"))
+        daemon.tick_once()
+        daemon.tick_once()
+        with h.store.read() as conn:
+            (beat,) = q.heartbeats(conn)
+            counts = q.work_counts(conn, h.local("2026-11-23 17:01"))
+        assert (beat.state, beat.last_tick_at) == ("running", h.local("2026-11-23 09:00"))
+        assert (counts["open_tasks"], counts["overdue_tasks"]) == (1, 1)
+    finally:
+        h.store.dispose()
