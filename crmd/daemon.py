@@ -99,6 +99,7 @@ class Daemon:
         self._last: datetime | None = None
         self.last_error: str | None = None  # the last pass's store error, if it failed
         self.reload_error: str | None = None  # why the last reload was refused, until one works
+        self._last_ping = time.monotonic()
 
     @property
     def engine(self) -> Engine:
@@ -173,7 +174,7 @@ class Daemon:
         return ok
 
     def _tick_rules(self, now: datetime) -> str:
-        with Unit(self.store, dry_run=self.dry_run, should_stop=self._stop.is_set) as unit:
+        with Unit(self.store, dry_run=self.dry_run, should_stop=self._between_batches) as unit:
             # A dry run writes nothing, so it evaluates the window since its previous tick.
             start = self._last if self.dry_run else None
             report = self.engine.tick(unit, now, window_start=start)
@@ -189,6 +190,18 @@ class Daemon:
             f"late, {len(report.overdue)} overdue"
             + (" (dry run, nothing written)" if self.dry_run else "")
         )
+
+    def _between_batches(self) -> bool:
+        """Asked before each transaction of a tick: whether to stop. A long catch-up keeps
+        feeding the watchdog here, since each committed batch is progress."""
+        interval = self.notifier.watchdog_interval
+        if interval is not None and time.monotonic() - self._last_ping >= interval:
+            self._ping()
+        return self._stop.is_set()
+
+    def _ping(self) -> None:
+        self.notifier.watchdog()
+        self._last_ping = time.monotonic()
 
     def _heartbeat(self, state: str, now: datetime | None, seconds: float | None) -> None:
         """Record this daemon's state for `crmd status`; a store failure here is only logged."""
@@ -271,7 +284,7 @@ class Daemon:
                     next_tick = time.monotonic() + self.interval
                     if once:
                         break
-                self.notifier.watchdog()
+                self._ping()
                 self._wake.clear()
                 if not (self._stop.is_set() or self._reload.is_set()):
                     self._wake.wait(max(0.0, min(wait, next_tick - time.monotonic())))

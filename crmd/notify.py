@@ -42,6 +42,8 @@ class Notifier:
             return False
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                # Never wait on systemd: a full socket buffer drops this message instead.
+                sock.setblocking(False)
                 sock.connect(self.address)
                 sock.sendall("\n".join(lines).encode())
         except OSError as exc:

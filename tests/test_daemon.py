@@ -559,3 +559,27 @@ def test_heartbeat_and_work_counts_on_postgresql(tmp_path: Path, pg_database: st
         assert (counts["open_tasks"], counts["overdue_tasks"]) == (1, 1)
     finally:
         h.store.dispose()
+
+
+def test_a_long_tick_feeds_the_watchdog_between_transactions(
+    make_site: Callable[[str], Harness], tmp_path: Path, fake_systemd: Callable[[str], FakeSystemd]
+) -> None:
+    h = make_site(DAILY)
+    systemd = fake_systemd(str(tmp_path / "notify"))
+    # A watchdog interval of zero: every transaction of the tick is a chance to ping.
+    notifier = Notifier({"NOTIFY_SOCKET": systemd.address, "WATCHDOG_USEC": "1"})
+    daemon, clock = daemon_for(h, "2026-11-01 08:00", notifier=notifier)
+    daemon.engine.page_size = 1
+    daemon.tick_once()
+    clock.set(h.local("2026-11-04 10:00"))  # four fires to catch up, one per page
+    systemd.sock.settimeout(0.5)
+    pings = 0
+    daemon.tick_once()
+    while True:
+        try:
+            assert systemd.next() == {"WATCHDOG": "1"}
+        except TimeoutError:
+            break
+        pings += 1
+    assert len(h.fires()) == 4
+    assert pings >= 4
