@@ -85,8 +85,10 @@ def occurrence_key(schedule: Schedule, fire: datetime) -> str:
 def once_a_day(schedule: Schedule) -> bool:
     """Whether the schedule fires at most once a local day."""
     if isinstance(schedule, CronSchedule):
-        minute, hour = schedule.expr.split()[:2]
-        return minute.isdigit() and hour.isdigit()
+        fields = schedule.expr.split()
+        if len(fields) == 1:  # @yearly ... @midnight fire once a day at most; @hourly not
+            return fields[0] != "@hourly"
+        return fields[0].isdigit() and fields[1].isdigit()
     return True
 
 

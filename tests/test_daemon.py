@@ -583,3 +583,15 @@ def test_a_long_tick_feeds_the_watchdog_between_transactions(
         pings += 1
     assert len(h.fires()) == 4
     assert pings >= 4
+
+
+@pytest.mark.parametrize(
+    ("expr", "daily"),
+    [("0 9 * * 1-5", True), ("@daily", True), ("@hourly", False), ("*/30 9 * * *", False)],
+)
+def test_cron_fires_are_keyed_by_day_only_when_they_come_once_a_day(expr: str, daily: bool) -> None:
+    from zoneinfo import ZoneInfo
+
+    from crmd.schedules import CronSchedule, once_a_day
+
+    assert once_a_day(CronSchedule(expr, ZoneInfo("Asia/Shanghai"))) is daily
