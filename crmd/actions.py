@@ -75,6 +75,14 @@ class ActionWriter:
             status, reason = (
                 ("cancelled", cancelled[c.key]) if c.key in cancelled else ("fired", "")
             )
+            lateness = max(late_as_of, c.fire_at) - c.fire_at
+            if status == "fired" and rule.late and lateness > rule.late.skip_after:
+                # Too late to be of use (a birthday SMS days after the birthday): recorded,
+                # never sent, and never tried again.
+                status = "skipped"
+                reason = f"{_hours(lateness)} late; the rule skips after " + _hours(
+                    rule.late.skip_after
+                )
             actions: list[dict[str, Any]] = []
             if status == "fired":
                 try:
@@ -97,7 +105,7 @@ class ActionWriter:
                     subject=c.subject,
                     fire_at=c.fire_at,
                     status=status,
-                    late=max(late_as_of, c.fire_at) - c.fire_at > late_after,
+                    late=lateness > late_after,
                     customer_id=c.customer_id,
                     vehicle_id=c.vehicle_id,
                     actions=actions,
@@ -190,6 +198,16 @@ class ActionWriter:
             return 0
         ids = q.insert_tasks(conn, rows)
         created = [dict(row, id=task_id) for row, task_id in zip(rows, ids, strict=True)]
+        for t in created:
+            logger.info(
+                "task %s created by %s for %s: %s, due %s",
+                t["id"],
+                t["rule_id"],
+                t["customer_id"] or "site",
+                t["role"],
+                t["due_at"].isoformat(),
+                extra={"rule": t["rule_id"], "task": t["id"]},
+            )
         q.insert_events(
             conn, [self.task_event(t, TASK_CREATED, t["available_at"], now) for t in created]
         )
@@ -222,6 +240,16 @@ class ActionWriter:
             if not a.get("skipped")
         ]
         q.insert_outbox(conn, rows)
+        for row in rows:
+            # The formatter masks the recipient's phone number or address.
+            logger.info(
+                "message queued by %s for %s: %s to %s",
+                row["rule_id"],
+                row["customer_id"] or "site",
+                row["channel"],
+                row["recipient"],
+                extra={"rule": row["rule_id"], "subject": row["customer_id"]},
+            )
 
     def _resolve_dates(self, conn: Connection, records: Sequence[FireRecord]) -> None:
         """Work out the dates `set` actions store, projecting mileage where asked (P12)."""
@@ -346,6 +374,16 @@ def _actions_of(
         for a in record.actions:
             if a["action"] in kinds:
                 yield record, fire_id, a
+
+
+def _hours(span: timedelta) -> str:
+    """A lateness in words: '3 days 2 hours', '45 minutes'."""
+    minutes = int(span.total_seconds() // 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    parts = [(days, "day"), (hours, "hour"), (minutes, "minute")]
+    words = [f"{n} {unit}{'s' if n != 1 else ''}" for n, unit in parts if n]
+    return " ".join(words[:2]) or "0 minutes"
 
 
 def _jsonable(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ from crmd.engine import Engine, TickReport
 from crmd.errors import CrmdError, RuleSetError
 from crmd.events import ATTEMPT_OUTCOMES
 from crmd.intake import NewEvent, record_events
+from crmd.logs import setup_logging
 from crmd.rule import RuleSet
 from crmd.ruleset import load_rules
 from crmd.site import Site, load_site
@@ -108,14 +111,6 @@ class CrmdGroup(click.Group):
             fail(str(exc))
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
 @click.group(cls=CrmdGroup)
 @click.option(
     "--site",
@@ -128,15 +123,17 @@ def _setup_logging(level: str) -> None:
 @click.option(
     "--log-level",
     envvar="CRMD_LOG_LEVEL",
-    default="warning",
-    show_default=True,
+    help="Log level (or CRMD_LOG_LEVEL). Default: info for `run`, warning otherwise.",
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
 )
 @click.version_option(package_name="crmd")
 @click.pass_context
-def main(ctx: click.Context, site_dir: str | None, now_text: str | None, log_level: str) -> None:
+def main(
+    ctx: click.Context, site_dir: str | None, now_text: str | None, log_level: str | None
+) -> None:
     """crmd: deadlines of a dealership's customer-relations department, as rules."""
-    _setup_logging(log_level)
+    default = "info" if ctx.invoked_subcommand == "run" else "warning"
+    setup_logging(log_level or default)
     clock: Clock = SystemClock()
     app = App(site_dir, clock)
     if now_text:
@@ -276,16 +273,21 @@ def tick(app: App, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--from", "start_text", required=True, help="Window start (ISO-8601, exclusive).")
-@click.option("--to", "end_text", required=True, help="Window end (ISO-8601, inclusive).")
+@click.option(
+    "--from",
+    "start_text",
+    help="Window start (ISO-8601, exclusive). Default: where each rule stands, i.e. what "
+    "the daemon would catch up on if started now.",
+)
+@click.option("--to", "end_text", help="Window end (ISO-8601, inclusive). Default: now.")
 @click.option("--rule", "only_rules", multiple=True, metavar="ID", help="Only these rules.")
 @click.option("--summary", is_flag=True, help="Only the count per rule, not every fire.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def plan(
     app: App,
-    start_text: str,
-    end_text: str,
+    start_text: str | None,
+    end_text: str | None,
     only_rules: tuple[str, ...],
     summary: bool,
     as_json: bool,
@@ -295,8 +297,9 @@ def plan(
     It assumes nobody closes a task and no new event arrives in the window, so escalations
     of unfinished work show up too. Fires already past by the clock are a catch-up (late).
     """
-    start, end = parse_instant(start_text, app.site), parse_instant(end_text, app.site)
-    if end <= start:
+    end = parse_instant(end_text, app.site) if end_text else app.now
+    start = parse_instant(start_text, app.site) if start_text else None
+    if start is not None and end <= start:
         raise click.BadParameter("--to must be after --from")
     engine = app.engine()
     unknown = sorted(set(only_rules) - {r.id for r in engine.rules})
@@ -310,9 +313,10 @@ def plan(
         _print_report(report, as_json, app.site)
         return
     tz = app.site.timezone
+    since = f"{start.astimezone(tz):%Y-%m-%d %H:%M}" if start else "where each rule stands"
     click.echo(
-        f"plan for {start.astimezone(tz):%Y-%m-%d %H:%M} .. {end.astimezone(tz):%Y-%m-%d %H:%M} "
-        f"({app.site.name}): assuming no task is closed and no new event arrives"
+        f"plan for {since} .. {end.astimezone(tz):%Y-%m-%d %H:%M} ({app.site.name}): "
+        f"assuming no task is closed and no new event arrives"
     )
     if not summary:
         _print_report(report, as_json, app.site)
@@ -375,12 +379,97 @@ def done(app: App, task_id: int, note: str | None) -> None:
 @click.option("--once", is_flag=True, help="Run one tick and exit (for cron and tests).")
 @pass_app
 def run(app: App, dry_run: bool, interval: float, once: bool) -> None:
-    """The daemon: tick the rules every --interval seconds until stopped."""
-    from crmd.daemon import Daemon
+    """The daemon: tick the rules every --interval seconds until stopped (SIGHUP reloads)."""
+    from crmd.daemon import serve
 
-    if not logging.getLogger().isEnabledFor(logging.INFO):
-        logging.getLogger().setLevel(logging.INFO)
-    Daemon(app.site, app.store, app.clock, dry_run=dry_run, interval=interval).run(once=once)
+    if interval <= 0:
+        raise click.BadParameter("--interval must be more than 0 seconds")
+    serve(app.site, app.clock, lambda: app.store, dry_run=dry_run, interval=interval, once=once)
+
+
+@main.command()
+@pass_app
+def reload(app: App) -> None:
+    """Check the rule and channel files, then tell the running daemon to load them (SIGHUP)."""
+    from crmd.channels.settings import load_channels
+    from crmd.instance import lock_path, running_pid
+
+    ruleset = app.rules()  # a bad set stops here, with every error as file:line:col
+    load_channels(app.site)  # so does a bad channel file
+    pid = running_pid(app.site)
+    if pid is None:
+        fail(f"no crmd daemon is running on this store (nothing holds {lock_path(app.site)})")
+    if pid < 0:
+        fail(f"a daemon holds {lock_path(app.site)} but its PID is unknown; reload it by hand")
+    os.kill(pid, signal.SIGHUP)
+    click.echo(
+        f"rules and channels ok ({len(ruleset.rules)} rules); asked daemon PID {pid} to reload"
+    )
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def status(app: App, as_json: bool) -> None:
+    """Whether the daemon runs, its last tick and lag, and the open, overdue and held work.
+
+    Exits 0 when a daemon is running, 3 when none is (like `systemctl status`).
+    """
+    from crmd.instance import running_pid
+
+    pid = running_pid(app.site)
+    with app.store.read() as conn:
+        beats = q.heartbeats(conn)
+        counts = q.work_counts(conn, app.now)
+    beat = beats[0] if beats else None
+    last_tick = beat.last_tick_at if beat is not None else None
+    lag = (app.now - last_tick).total_seconds() if last_tick is not None else None
+    info: dict[str, Any] = {
+        "running": pid is not None,
+        "pid": pid if pid and pid > 0 else (beat.pid if beat is not None and pid else None),
+        "store": app.store.safe_url,
+        "started_at": beat.started_at.isoformat() if beat is not None else None,
+        "last_tick_at": last_tick.isoformat() if last_tick is not None else None,
+        "lag_seconds": None if lag is None else round(lag, 1),
+        "rules": beat.rules if beat is not None else None,
+        "last_error": beat.last_error if beat is not None else None,
+        **counts,
+    }
+    if as_json:
+        _print_json(info)
+    else:
+        tz = app.site.timezone
+        if pid is not None:
+            click.echo(f"daemon: running (PID {info['pid']}), {info['rules']} rules")
+        else:
+            click.echo("daemon: not running")
+        if last_tick is not None:
+            click.echo(
+                f"last tick: {last_tick.astimezone(tz):%Y-%m-%d %H:%M:%S} (lag {_span(lag or 0)})"
+            )
+        else:
+            click.echo("last tick: never")
+        if info["last_error"]:
+            click.echo(f"last error: {info['last_error']}")
+        click.echo(
+            f"tasks: {counts['open_tasks']} open, {counts['overdue_tasks']} overdue; "
+            f"messages: {counts['queued_messages']} queued, {counts['held_messages']} held, "
+            f"{counts['dead_messages']} dead"
+        )
+    if pid is None:
+        sys.exit(3)
+
+
+def _span(seconds: float) -> str:
+    """A lag in words: '12s', '5m 3s', '2h 10m', '3d 4h'."""
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60}s"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60}m"
+    return f"{s // 86400}d {s % 86400 // 3600}h"
 
 
 @main.command()

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Row
@@ -33,9 +33,9 @@ from crmd.actions import ActionWriter
 from crmd.errors import CrmdError
 from crmd.events import TASK_OVERDUE
 from crmd.rule import AnnualTrigger, DateTrigger, EventTrigger, Rule, RuleSet, ScheduleTrigger
-from crmd.schedules import occurrences
+from crmd.schedules import occurrence_key, occurrences, once_a_day
 from crmd.site import Site
-from crmd.store import Unit
+from crmd.store import StoreError, Unit
 from crmd.triggers import event_fire_time, event_span, month_days_on
 
 logger = logging.getLogger(__name__)
@@ -133,6 +133,8 @@ class Engine:
                     continue
                 try:
                     produced += self._evaluate(unit, rule, now, report)
+                except StoreError:
+                    raise  # the store's trouble, not the rule's: the whole tick stops
                 except CrmdError as exc:
                     # One rule's trouble (say, an unpublished calendar year) must not stop
                     # the others; its watermark stays put, so it retries next tick.
@@ -168,7 +170,7 @@ class Engine:
                 if rule.id in states:
                     continue
                 start = self._first_since(rule, now) if since is None else since
-                q.create_rule_state(conn, rule.id, start, max_seq, now)
+                q.create_rule_state(conn, rule.id, start, max_seq, now, _fingerprint(rule))
                 started.append(rule.id)
                 logger.info("new rule %s starts at %s", rule.id, start, extra={"rule": rule.id})
         return started
@@ -188,9 +190,14 @@ class Engine:
             state = q.load_rule_states(conn)[rule.id]
             seq_upto = q.max_event_seq(conn)
         watermark, seq_from, since = state.watermark, state.event_seq, state.since
+        trigger = rule.trigger
+        fingerprint = _fingerprint(rule)
+        if fingerprint != state.trigger:
+            watermark = self._trigger_changed(unit, rule, state.trigger, watermark, since, now)
+        # Watermarks never go back: when the clock does (NTP), nothing fires again until
+        # it passes the watermark.
         if watermark >= now and seq_from >= seq_upto:
             return 0
-        trigger = rule.trigger
         if isinstance(trigger, EventTrigger):
             return self._evaluate_events(
                 unit, rule, trigger, now, watermark, since, seq_from, seq_upto, report
@@ -306,6 +313,35 @@ class Engine:
             page.append(candidate)
         return page
 
+    def _trigger_changed(
+        self, unit: Unit, rule: Rule, old: str, watermark: datetime, since: datetime, now: datetime
+    ) -> datetime:
+        """Note a changed schedule; returns where its evaluation resumes.
+
+        A once-a-day schedule whose time moved (a reload, 10:00 -> 09:00 at 09:30) walks
+        its watermark's day again, so the day's occurrence at the new time is not lost;
+        the ledger's day key drops it if the day already fired.
+        """
+        new = _fingerprint(rule)
+        resume = watermark
+        trigger = rule.trigger
+        if old and isinstance(trigger, ScheduleTrigger) and once_a_day(trigger.schedule):
+            tz = self.site.timezone
+            day_start = datetime.combine(watermark.astimezone(tz).date(), time(0), tz)
+            resume = min(watermark, max(since, day_start.astimezone(UTC)))
+            logger.info(
+                "rule %s changed from %s to %s; today is evaluated again from %s",
+                rule.id,
+                old,
+                new,
+                resume.isoformat(),
+                extra={"rule": rule.id},
+            )
+        with unit.batch() as conn:
+            state = q.load_rule_states(conn)[rule.id]
+            q.save_rule_state(conn, rule.id, resume, state.event_seq, now, new)
+        return resume
+
     def _schedule_pages(
         self, rule: Rule, trigger: ScheduleTrigger, watermark: datetime, now: datetime
     ) -> Iterator[list[Candidate]]:
@@ -313,9 +349,8 @@ class Engine:
         tz = self.site.timezone
         for at in occurrences(trigger.schedule, watermark, now):
             local = at.astimezone(tz)
-            page.append(
-                Candidate(rule, f"{rule.id}|at:{local.isoformat()}", at.astimezone(UTC), "site")
-            )
+            key = f"{rule.id}|{occurrence_key(trigger.schedule, local)}"
+            page.append(Candidate(rule, key, at.astimezone(UTC), "site"))
             if len(page) >= self.page_size:
                 yield page
                 page = []
@@ -463,6 +498,12 @@ class Engine:
                 "task %s overdue (%s)", r.id, r.rule_id, extra={"rule": r.rule_id, "task": r.id}
             )
         return len(rows)
+
+
+def _fingerprint(rule: Rule) -> str:
+    """A schedule rule's schedule in words, stored with its state to notice a change."""
+    trigger = rule.trigger
+    return trigger.schedule.describe()[:300] if isinstance(trigger, ScheduleTrigger) else ""
 
 
 def _event_candidate(rule: Rule, row: Row[Any], fire_at: datetime) -> Candidate:

@@ -6,9 +6,19 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, and_, func, insert, select, update
+from sqlalchemy import Connection, Row, Table, and_, func, insert, or_, select, update
 
-from crmd.tables import customers, dates, events, fires, outbox, rule_state, tasks, vehicles
+from crmd.tables import (
+    customers,
+    daemon,
+    dates,
+    events,
+    fires,
+    outbox,
+    rule_state,
+    tasks,
+    vehicles,
+)
 
 # Rows are streamed from the events table in pages of this size, so memory stays bounded
 # whatever the size of the store.
@@ -32,23 +42,45 @@ def load_rule_states(conn: Connection) -> dict[str, Row[Any]]:
 
 
 def create_rule_state(
-    conn: Connection, rule_id: str, since: datetime, event_seq: int, now: datetime
+    conn: Connection,
+    rule_id: str,
+    since: datetime,
+    event_seq: int,
+    now: datetime,
+    trigger: str = "",
 ) -> None:
     conn.execute(
         insert(rule_state).values(
-            rule_id=rule_id, since=since, watermark=since, event_seq=event_seq, updated_at=now
+            rule_id=rule_id,
+            since=since,
+            watermark=since,
+            event_seq=event_seq,
+            updated_at=now,
+            trigger=trigger,
         )
     )
 
 
 def save_rule_state(
-    conn: Connection, rule_id: str, watermark: datetime, event_seq: int, now: datetime
+    conn: Connection,
+    rule_id: str,
+    watermark: datetime,
+    event_seq: int,
+    now: datetime,
+    trigger: str | None = None,
 ) -> None:
-    conn.execute(
-        update(rule_state)
-        .where(rule_state.c.rule_id == rule_id)
-        .values(watermark=watermark, event_seq=event_seq, updated_at=now)
-    )
+    values: dict[str, Any] = {"watermark": watermark, "event_seq": event_seq, "updated_at": now}
+    if trigger is not None:
+        values["trigger"] = trigger
+    conn.execute(update(rule_state).where(rule_state.c.rule_id == rule_id).values(**values))
+
+
+def oldest_watermark(conn: Connection, rule_ids: Sequence[str]) -> datetime | None:
+    """The earliest watermark of these rules: where a catch-up starts."""
+    value: datetime | None = conn.execute(
+        select(func.min(rule_state.c.watermark)).where(rule_state.c.rule_id.in_(rule_ids))
+    ).scalar_one()
+    return value
 
 
 # ---------------------------------------------------------------- events
@@ -356,3 +388,37 @@ def dates_of(conn: Connection, scope: str, ids: Iterable[str]) -> dict[str, dict
         ):
             out.setdefault(row.subject_id, {})[row.field] = row.value
     return out
+
+
+# ---------------------------------------------------------------- daemon heartbeat
+
+
+def save_heartbeat(conn: Connection, daemon_id: str, **values: Any) -> None:
+    """Insert or update this daemon's row of the `daemon` table."""
+    if conn.execute(update(daemon).where(daemon.c.id == daemon_id).values(**values)).rowcount:
+        return
+    conn.execute(insert(daemon).values(id=daemon_id, **values))
+
+
+def heartbeats(conn: Connection) -> list[Row[Any]]:
+    """Every daemon that ever ran on this store, the most recently updated first."""
+    return list(conn.execute(select(daemon).order_by(daemon.c.updated_at.desc())))
+
+
+def work_counts(conn: Connection, now: datetime) -> dict[str, int]:
+    """Open and overdue tasks, and outbox messages by status, for `crmd status`."""
+    is_open = tasks.c.status == "open"
+    late = or_(tasks.c.overdue.is_(True), tasks.c.due_at <= now)
+    counts = {
+        "open_tasks": int(
+            conn.execute(select(func.count()).select_from(tasks).where(is_open)).scalar_one()
+        ),
+        "overdue_tasks": int(
+            conn.execute(select(func.count()).select_from(tasks).where(is_open, late)).scalar_one()
+        ),
+    }
+    for status in ("queued", "sending", "held", "dead", "sent"):
+        counts[f"{status}_messages"] = 0
+    for status, n in conn.execute(select(outbox.c.status, func.count()).group_by(outbox.c.status)):
+        counts[f"{status}_messages"] = n
+    return counts

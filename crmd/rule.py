@@ -184,6 +184,14 @@ class Backfill:
 
 
 @dataclass(frozen=True)
+class Late:
+    """How late is too late: a fire found more than `skip_after` after its time (the daemon
+    was down, the clock jumped) is recorded as skipped and does nothing."""
+
+    skip_after: timedelta
+
+
+@dataclass(frozen=True)
 class Rule:
     id: str
     trigger: Trigger
@@ -192,6 +200,7 @@ class Rule:
     conditions: tuple[Condition, ...] = ()
     unless: Unless | None = None
     backfill: Backfill | None = None
+    late: Late | None = None
     enabled: bool = True
     file: str = ""
     line: int = 0

@@ -26,6 +26,7 @@ from crmd.rule import (
     EmailAction,
     EmitAction,
     EventTrigger,
+    Late,
     RoleChoice,
     Rule,
     ScheduleTrigger,
@@ -121,6 +122,7 @@ class RuleCompiler:
         conditions = self.conditions(raw["where"]) if "where" in raw else ()
         unless = self.unless(raw["unless"]) if "unless" in raw else None
         backfill = self.backfill(raw["backfill"]) if "backfill" in raw else None
+        late = self.late(raw["late"]) if "late" in raw else None
         actions = [self.action(i, item) for i, item in enumerate(raw["do"])]
         if len(self.errors) > before or trigger is None:
             return None
@@ -132,6 +134,7 @@ class RuleCompiler:
             conditions=conditions,
             unless=unless,
             backfill=backfill,
+            late=late,
             enabled=raw.get("enabled", True),
             file=self.source.name,
             line=self.source.where(self.base)[0],
@@ -396,19 +399,28 @@ class RuleCompiler:
     def backfill(self, value: str) -> Backfill | None:
         if value.strip().casefold() == "all":
             return Backfill(None)
-        offset = self.offset(value, "backfill")
+        span = self.elapsed(value, "backfill", example="30 days")
+        return None if span is None else Backfill(span)
+
+    def late(self, value: Mapping[str, Any]) -> Late | None:
+        span = self.elapsed(value["skip_after"], "late", "skip_after", example="1 day")
+        return None if span is None else Late(span)
+
+    def elapsed(self, value: str, *path: str, example: str) -> timedelta | None:
+        """A span of calendar time; a month counts as 31 days, long enough for any month."""
+        offset = self.offset(value, *path)
         if offset is None:
             return None
         if offset.unit == "working_days":
             self.error(
-                "backfill takes calendar time (minutes, hours, days, weeks or months), not "
-                "working days; write e.g. '30 days'",
-                "backfill",
+                f"{path[-1]} takes calendar time (minutes, hours, days, weeks or months), not "
+                f"working days; write e.g. '{example}'",
+                *path,
             )
             return None
-        if offset.unit == "months":  # long enough for any month
-            return Backfill(timedelta(days=31 * offset.amount))
-        return Backfill(timedelta(**{offset.unit: offset.amount}))
+        if offset.unit == "months":
+            return timedelta(days=31 * offset.amount)
+        return timedelta(**{offset.unit: offset.amount})
 
     # Actions ------------------------------------------------------------------------------
 

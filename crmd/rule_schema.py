@@ -183,6 +183,7 @@ RULE = _mapping(
             "type": "string",
             "description": "a duration like '30 days', or all",
         },
+        "late": _mapping({"skip_after": DURATION}, "skip_after"),
         "do": {
             "type": "array",
             "items": {"oneOf": ACTIONS, "description": "a mapping like {sms: {text: ...}}"},

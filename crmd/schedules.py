@@ -70,6 +70,28 @@ def occurrences(schedule: Schedule, start: datetime, end: datetime) -> Iterator[
         t = fire
 
 
+def occurrence_key(schedule: Schedule, fire: datetime) -> str:
+    """What makes a fire of `schedule` the same occurrence, for the fires ledger.
+
+    A schedule that fires at most once a local day (every form but a cron expression with
+    several times a day) is keyed by its local day: moving a rule from 09:00 to 10:00 on a
+    day it already fired does not fire it again. Otherwise, the exact local time.
+    """
+    if once_a_day(schedule):
+        return f"day:{fire.date().isoformat()}"
+    return f"at:{fire.isoformat()}"
+
+
+def once_a_day(schedule: Schedule) -> bool:
+    """Whether the schedule fires at most once a local day."""
+    if isinstance(schedule, CronSchedule):
+        fields = schedule.expr.split()
+        if len(fields) == 1:  # @yearly ... @midnight fire once a day at most; @hourly not
+            return fields[0] != "@hourly"
+        return fields[0].isdigit() and fields[1].isdigit()
+    return True
+
+
 def _beyond(until: datetime | None, fire: datetime) -> bool:
     """Whether `fire` comes after the horizon `until` (None: no horizon)."""
     return until is not None and fire.astimezone(UTC) > until.astimezone(UTC)

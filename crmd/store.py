@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,13 @@ def _sqlite_setup(engine: Engine, busy_timeout_ms: int) -> None:
         # Writers take the write lock up front: no deadlock upgrading a read lock later.
         mode = "DEFERRED" if conn.get_execution_options().get("crmd_read_only") else "IMMEDIATE"
         conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+class Stopped(Exception):
+    """Raised by a unit between two batches when the daemon was told to stop.
+
+    Not a CrmdError, so the engine's per-rule error handling lets it through.
+    """
 
 
 class Store:
@@ -141,9 +148,17 @@ class Unit:
     is rolled back at the end, so `plan` runs the very code `tick` runs and writes nothing.
     """
 
-    def __init__(self, store: Store, *, dry_run: bool = False) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        dry_run: bool = False,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
         self.store = store
         self.dry_run = dry_run
+        # Asked before each batch: the daemon stops between transactions, never inside one.
+        self.should_stop = should_stop
         self._outer: Connection | None = None
 
     def __enter__(self) -> Unit:
@@ -160,6 +175,8 @@ class Unit:
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[Connection]:
+        if self.should_stop is not None and self.should_stop():
+            raise Stopped("stopping between transactions")
         if self._outer is None:
             with self.store.write() as conn:
                 yield conn

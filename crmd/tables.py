@@ -16,6 +16,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Dialect,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -122,6 +123,8 @@ rule_state = Table(
     Column("watermark", UTCDateTime, nullable=False),
     Column("event_seq", BigInteger, nullable=False, default=0),
     Column("updated_at", UTCDateTime, nullable=False),
+    # The schedule as last evaluated; when a reload changes it, today is walked again.
+    Column("trigger", String(300), nullable=False, default="", server_default=""),
 )
 
 # The fires ledger: one row per rule firing for one subject and occurrence, keyed so that
@@ -138,7 +141,8 @@ fires = Table(
     Column("event_seq", BigInteger),
     Column("fire_at", UTCDateTime, nullable=False),
     Column("recorded_at", UTCDateTime, nullable=False),
-    Column("status", String(16), nullable=False),  # fired | cancelled | skipped
+    # fired | cancelled | skipped (too late, see `late: skip_after`) | failed
+    Column("status", String(16), nullable=False),
     Column("late", Boolean, nullable=False, default=False),
     Column("detail", JSON, nullable=False, default=dict),
     Index(None, "rule_id", "fire_at"),
@@ -219,4 +223,21 @@ dates = Table(
     Column("set_at", UTCDateTime, nullable=False),
     Column("set_by", String(300), nullable=False, default=""),
     Index(None, "field", "value"),
+)
+
+# One row per daemon (host and site): what `crmd status` reports. Written at start, after
+# every tick and at stop; `last_tick_at` is the `now` the last tick evaluated.
+daemon = Table(
+    "daemon",
+    metadata,
+    Column("id", String(300), primary_key=True),
+    Column("host", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("state", String(16), nullable=False),  # running | stopped
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("last_tick_at", UTCDateTime),
+    Column("last_tick_seconds", Float),
+    Column("rules", Integer, nullable=False),
+    Column("last_error", Text),
+    Column("updated_at", UTCDateTime, nullable=False),
 )

@@ -5,6 +5,7 @@ Used by crmd's own tests and meant for a dealership's tests of its own rules.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -125,3 +126,29 @@ class Harness:
 
     def counts(self) -> dict[str, int]:
         return {t.name: self.count(t) for t in (events, fires, tasks, outbox)}
+
+
+class FakeSystemd:
+    """systemd's notify socket, for tests: a real unix datagram socket that reads what a
+    daemon sends (`@name` binds in the abstract namespace). Close it when done."""
+
+    def __init__(self, address: str, timeout: float = 30) -> None:
+        self.address = address
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind("\0" + address[1:] if address.startswith("@") else address)
+        self.sock.settimeout(timeout)
+
+    def next(self) -> dict[str, str]:
+        """The next message, as its KEY=value lines."""
+        data = self.sock.recv(4096).decode()
+        return dict(line.split("=", 1) for line in data.splitlines())
+
+    def until(self, key: str) -> dict[str, str]:
+        """The first message that has `key`, skipping others (such as watchdog pings)."""
+        while True:
+            message = self.next()
+            if key in message:
+                return message
+
+    def close(self) -> None:
+        self.sock.close()

@@ -257,7 +257,7 @@ BAD = {
         [
             "rules/r.yaml:2:5: rule needs 'do' (rule r)",
             "rules/r.yaml:4:5: unknown key 'doo' in rule; expected one of: id, description, "
-            "enabled, when, where, unless, backfill, do; did you mean 'do'? (rule r)",
+            "enabled, when, where, unless, backfill, late, do; did you mean 'do'? (rule r)",
         ],
     ),
     "no-trigger-form": (
