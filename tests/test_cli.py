@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from sqlalchemy import select
 
 from crmd.cli import main
+from crmd.site import load_site
+from crmd.store import Store
+from crmd.tables import metadata
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Path:
+def site(tmp_path: Path, site_store: str | None) -> Path:
     """A copy of the shipped site (rules and settings), with an empty store."""
     root = tmp_path / "site"
     shutil.copytree(REPO / "rules", root / "rules")
@@ -156,11 +159,16 @@ def test_attempts_and_done(site: Path) -> None:
 
 def snapshot(site: Path) -> list[tuple[object, ...]]:
     """Every row of every table, to prove a command wrote nothing."""
-    with sqlite3.connect(site / "store" / "crmd.db") as con:
-        names = [r[0] for r in con.execute("select name from sqlite_master where type='table'")]
-        return [
-            (name, *row) for name in sorted(names) for row in con.execute(f"select * from {name}")
-        ]
+    store = Store(load_site(site).store_url)
+    try:
+        with store.read() as conn:
+            return [
+                (table.name, *row)
+                for table in metadata.sorted_tables
+                for row in conn.execute(select(table).order_by(*table.primary_key))
+            ]
+    finally:
+        store.dispose()
 
 
 def test_plan_lists_fires_and_writes_nothing(site: Path) -> None:

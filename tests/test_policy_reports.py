@@ -303,7 +303,7 @@ def test_quarterly_materials_fire_in_the_first_month_of_each_quarter(site: Harne
 
 
 def test_unpublished_calendar_year_is_an_error_not_a_guess(
-    make_shipped: Callable[..., Harness], tmp_path: Path
+    make_shipped: Callable[..., Harness], tmp_path: Path, harnesses: list[Harness]
 ) -> None:
     h = make_shipped()
     last = h.site.calendar.last_published
@@ -322,7 +322,8 @@ def test_unpublished_calendar_year_is_an_error_not_a_guess(
         + f"calendar:\n  published_through: {year}\n  days_off: [{year}-01-01]\n",
         encoding="utf-8",
     )
-    h = Harness(tmp_path / "site")
+    h = Harness(tmp_path / "site", store_url=h.store.url)
+    harnesses.append(h)
     report = h.tick(f"{year}-01-06 10:00")
     assert report.errors == []
     (task,) = h.tasks("maker-monthly-reports")
