@@ -9,6 +9,10 @@ Every test that touches a store asks for `store_url` (directly or through `make_
   variable these variants are skipped with one message.
 
 CRMD_TEST_BACKENDS=sqlite (or postgresql) runs one backend only.
+
+The policy tests (tests/test_policy_*.py) evaluate some 55 shipped rules on every tick and
+are the slowest; on PostgreSQL only a sample of them runs, one or more per trigger kind
+(marked `postgres_sample`). CRMD_TEST_PG_POLICIES=all runs every one of them there too.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -123,9 +128,52 @@ def _empty(url: str) -> None:
 def store_backend(request: pytest.FixtureRequest) -> str:
     """The store backend this test runs on (the test runs once per backend)."""
     backend: str = request.param
-    if backend not in _backends():
-        pytest.skip(f"CRMD_TEST_BACKENDS leaves out {backend}")
     return backend
+
+
+def _left_out(item: pytest.Item) -> str | None:
+    """Why this backend variant of a test does not run here, or None if it runs."""
+    params = getattr(item, "callspec", None)
+    backend = params.params.get("store_backend") if params is not None else None
+    if backend is None:
+        return None
+    if backend not in _backends():
+        return f"{backend} variants not run: CRMD_TEST_BACKENDS leaves it out"
+    if backend != "postgresql":
+        return None
+    if not os.environ.get("CRMD_TEST_POSTGRES_URL"):
+        return f"PostgreSQL variants not run: {NO_POSTGRES.split(';')[0]}"
+    if (
+        item.path.name.startswith("test_policy_")
+        and item.get_closest_marker("postgres_sample") is None
+        and os.environ.get("CRMD_TEST_PG_POLICIES") != "all"
+    ):
+        return "policy tests outside the PostgreSQL sample (CRMD_TEST_PG_POLICIES=all runs them)"
+    return None
+
+
+LEFT_OUT = pytest.StashKey[dict[str, int]]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the backend variants that cannot or need not run, counted by reason."""
+    keep, dropped, reasons = [], [], {}
+    for item in items:
+        reason = _left_out(item)
+        if reason is None:
+            keep.append(item)
+        else:
+            dropped.append(item)
+            reasons[reason] = reasons.get(reason, 0) + 1
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+    config.stash[LEFT_OUT] = reasons
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    for reason, count in config.stash.get(LEFT_OUT, {}).items():
+        terminalreporter.write_line(f"{count} tests deselected: {reason}", yellow=True)
 
 
 @pytest.fixture
