@@ -15,8 +15,8 @@ peak memory (ru_maxrss) is its own.
   crmd's) and the default thread pool. Each delivery adds one persistent `date` job (the
   job store writes it at once, as an application would); each job, when it runs, reads the
   customer and writes the task row in its own transaction. APScheduler reads the wall
-  clock, so the deliveries are placed in the past: every callback time lies between ten
-  and four days ago, and `misfire_grace_time=None` makes the scheduler run a job however
+  clock, so the deliveries are placed in the past: every callback time lies six or seven
+  days ago, and `misfire_grace_time=None` makes the scheduler run a job however
   late it is, as a restarted application would. The scheduler is started paused while the
   jobs are added, then resumed; the run ends when the N-th job has written its task.
 
@@ -68,13 +68,15 @@ HERE = Path(__file__).resolve().parent
 def deliveries(n: int, now: datetime) -> list[tuple[str, str, datetime]]:
     """n (delivery id, customer id, time) with every callback (3 days later, 09:00) past.
 
-    Deliveries fall in opening hours over the six days from ten to five days before `now`.
+    Deliveries fall in opening hours on the two days ten and nine days before `now`, so
+    crmd's one tick at the last callback finds no task past its due time (nothing overdue:
+    the same work as the APScheduler jobs, no more).
     """
     rng = random.Random(7)
     first = (now - timedelta(days=10)).astimezone(TZ).date()
     out = []
     for i in range(n):
-        day = first + timedelta(days=i % 6)
+        day = first + timedelta(days=i % 2)
         minutes = rng.randrange(9 * 60, 18 * 60)
         at = datetime.combine(day, time(minutes // 60, minutes % 60), TZ).astimezone(UTC)
         out.append((f"d{i:07d}", f"C{i:07d}", at))

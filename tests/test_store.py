@@ -12,7 +12,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import insert, select, text
 
-from crmd.store import MIGRATIONS, Store
+from crmd.intake import upsert_customers
+from crmd.store import MIGRATIONS, Store, StoreError
 from crmd.tables import customers, events, metadata
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
@@ -109,4 +110,21 @@ def test_times_are_stored_in_utc_and_naive_ones_refused(
                 recorded_at=NOW,
             )
         )
+    store.dispose()
+
+
+def test_a_value_too_wide_for_postgresql_is_a_plain_error(
+    tmp_path: Path, store_url: str | None
+) -> None:
+    store = Store.open(store_url or f"sqlite:///{tmp_path}/crmd.db")
+    record = {"id": "C" * 65, "name": "张三"}
+    if store.is_sqlite:  # SQLite does not check widths; the importer does, for both
+        with store.write() as conn:
+            upsert_customers(conn, [record], NOW)
+    else:
+        wanted = r"too long.*nothing from this operation was saved"
+        with pytest.raises(StoreError, match=wanted), store.write() as conn:
+            upsert_customers(conn, [record], NOW)
+        with store.read() as conn:
+            assert conn.execute(select(customers.c.id)).all() == []
     store.dispose()
