@@ -42,6 +42,9 @@ def _sqlite_setup(engine: Engine, busy_timeout_ms: int) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        # 64 MB of page cache (the default is 2 MB): big imports and ticks touch indexes
+        # spread over more pages than that. SQLite allocates it only as pages are used.
+        cur.execute("PRAGMA cache_size=-65536")
         cur.close()
 
     @event.listens_for(engine, "begin")

@@ -73,10 +73,12 @@ def test_an_older_store_upgrades_in_place_keeping_rows(empty_url: str, start: st
     store.dispose()
 
 
-def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
+def test_sqlite_runs_in_wal_mode_with_a_64_mb_page_cache(tmp_path: Path) -> None:
     store = Store.open(f"sqlite:///{tmp_path}/crmd.db")
     with store.read() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
+        assert conn.execute(text("PRAGMA cache_size")).scalar_one() == -65536
+    store.dispose()
 
 
 def test_times_are_stored_in_utc_and_naive_ones_refused(
