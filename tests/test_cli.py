@@ -216,3 +216,23 @@ def test_demo_then_daemon_once_creates_tasks(site: Path) -> None:
     listed = tasks_json(site, "2026-11-23T10:00", "any")
     assert {t["rule"] for t in listed} >= {"sales-callback", "service-callback"}
     assert all(t["available_at"] <= "2026-11-23T10:00:00+08:00" for t in listed)
+
+
+def test_the_store_url_in_site_yaml_is_the_store_used(
+    tmp_path: Path, store_url: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CRMD_STORE_URL", raising=False)
+    site = tmp_path / "site"
+    (site / "rules").mkdir(parents=True)
+    shutil.copy(REPO / "rules" / "reports.yaml", site / "rules" / "reports.yaml")
+    # A relative SQLite path is relative to the site; a PostgreSQL URL is used as it is.
+    url = store_url or "sqlite:///elsewhere/crmd.db"
+    (site / "site.yaml").write_text(f"store: {url}\n", encoding="utf-8")
+    assert crmd(site, "--now", "2026-11-23T10:00", "tick").exit_code == 0
+    assert not (site / "store" / "crmd.db").exists()
+    store = Store(load_site(site).store_url)
+    assert store.url == (store_url or f"sqlite:///{site / 'elsewhere' / 'crmd.db'}")
+    try:
+        assert store.revision() == store.head_revision()
+    finally:
+        store.dispose()
