@@ -1,11 +1,12 @@
 """Benchmarks for crmd: intake rate, a tick with 10,000 fires, tick cost versus store size,
 the outbox sender's rate.
 
-    python bench/run.py [--quick] [--out FILE]
+    python bench/run.py [--quick] [--store-url URL] [--import-events N] [--out FILE]
 
-Builds synthetic SQLite stores (real files, via Store.open) in a temporary directory and
-prints one JSON object of figures. No figure is asserted against a time: the checks here
-are about correctness (the right number of fires and tasks), and fail loudly.
+Builds synthetic SQLite stores (real files, via Store.open) in a temporary directory, or
+with --store-url postgresql+psycopg://... new databases on that PostgreSQL server (dropped
+afterwards), and prints one JSON object of figures. No figure is asserted against a time:
+the checks here are about correctness (the right number of fires and tasks), and fail loudly.
 See bench/README.md for what each figure means.
 """
 
@@ -21,6 +22,7 @@ import sqlite3
 import statistics
 import sys
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -28,7 +30,8 @@ from time import perf_counter
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Column, MetaData, Table, func, insert, select
+from sqlalchemy import Column, MetaData, Table, create_engine, func, insert, select, text
+from sqlalchemy.engine import make_url
 
 from crmd.channels.settings import load_channels
 from crmd.engine import Engine, TickReport
@@ -78,8 +81,32 @@ CHUNK = 50_000
 # ---------------------------------------------------------------- building stores
 
 
+# A PostgreSQL server URL (--store-url): each store is a new database there.
+SERVER_URL: str | None = None
+_DATABASES: list[str] = []
+
+
 def open_store(workdir: Path, name: str) -> Store:
-    return Store.open(f"sqlite:///{workdir / name}.db")
+    if SERVER_URL is None:
+        return Store.open(f"sqlite:///{workdir / name}.db")
+    database = f"crmd_bench_{name}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(SERVER_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{database}"'))
+    admin.dispose()
+    _DATABASES.append(database)
+    return Store.open(make_url(SERVER_URL).set(database=database).render_as_string(False))
+
+
+def drop_databases() -> None:
+    """Drop the PostgreSQL databases this run made."""
+    if SERVER_URL is None or not _DATABASES:
+        return
+    admin = create_engine(SERVER_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for database in _DATABASES:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def customer_records(n: int, rng: random.Random) -> list[dict[str, Any]]:
@@ -351,23 +378,47 @@ def due_events(site: Site, n: int, day: date) -> list[NewEvent]:
     ]
 
 
-def time_due_ticks(store: Store, site: Site, n_due: int) -> list[float]:
-    """For each day of DUE_DAYS: a warm-up tick, n_due events falling due, the timed tick."""
+def time_due_ticks(store: Store, site: Site, n_due: int) -> tuple[list[float], list[float]]:
+    """For each day of DUE_DAYS: a timed ordinary tick with nothing due (08:00), n_due
+    events falling due, the timed tick that fires them (09:30). Returns both lists of times.
+    """
     tz = site.timezone
     engine = Engine(site, RuleSet((SALES_CALLBACK, SERVICE_CALLBACK)))
     # The rules are first seen the evening before the first window.
     tick(store, engine, datetime.combine(DUE_DAYS[0] - timedelta(days=1), time(20), tz))
-    elapsed = []
+    idle, elapsed = [], []
     for day in DUE_DAYS:
         warm = datetime.combine(day, time(8), tz)
-        tick(store, engine, warm)  # an ordinary tick with nothing due
+        report, seconds = tick(store, engine, warm)  # an ordinary tick with nothing due
+        if fired(report):
+            raise SystemExit(f"the 08:00 tick on {day} fired {fired(report)}, expected none")
+        idle.append(seconds)
         with store.write() as conn:
             record_events(conn, due_events(site, n_due, day), site.event_types, warm)
         report, seconds = tick(store, engine, datetime.combine(day, time(9, 30), tz))
         if fired(report) != n_due:
             raise SystemExit(f"due tick on {day}: {fired(report)} fired, expected {n_due}")
         elapsed.append(seconds)
-    return elapsed
+    return idle, elapsed
+
+
+# The month `plan` looks at: the last month of the history, a month of ordinary business.
+PLAN_MONTH = (date(2025, 12, 1), date(2026, 1, 1))
+
+
+def time_plan_month(store: Store, site: Site) -> tuple[float, int]:
+    """`crmd plan` over PLAN_MONTH (a dry run: rolled back); returns seconds and fires."""
+    tz = site.timezone
+    engine = Engine(site, RuleSet((SALES_CALLBACK, SERVICE_CALLBACK)))
+    start, end = (datetime.combine(d, time(0), tz) for d in PLAN_MONTH)
+    before = count_rows(store, tasks)
+    with Unit(store, dry_run=True) as unit:
+        started = perf_counter()
+        report = engine.tick(unit, end, window_start=start)
+        seconds = perf_counter() - started
+    if report.errors or count_rows(store, tasks) != before:
+        raise SystemExit(f"plan over a month: errors {report.errors} or it wrote tasks")
+    return seconds, fired(report)
 
 
 def bench_store_size(workdir: Path, site: Site, large: int) -> dict[str, Any]:
@@ -378,7 +429,12 @@ def bench_store_size(workdir: Path, site: Site, large: int) -> dict[str, Any]:
         store = build_history_store(workdir, f"history_{label}", site, size)
         figures[f"build_{label}_store_s"] = round(perf_counter() - started, 1)
         figures[f"events_{label}"] = count_rows(store, events)
-        runs = time_due_ticks(store, site, n_due)
+        if label == "large":
+            seconds, planned = time_plan_month(store, site)
+            figures["plan_month_large_store_s"] = round(seconds, 2)
+            figures["plan_month_fires"] = planned
+        idle, runs = time_due_ticks(store, site, n_due)
+        figures[f"tick_idle_{label}_store_s"] = round(statistics.median(idle), 3)
         figures[f"tick_due_{label}_store_s"] = round(statistics.median(runs), 3)
         figures[f"tick_due_{label}_store_runs_s"] = [round(r, 3) for r in runs]
         store.dispose()
@@ -437,20 +493,33 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--out", type=Path, help="also write the JSON to this file")
+    parser.add_argument(
+        "--store-url", help="a PostgreSQL server URL: build the stores there, not in SQLite"
+    )
+    parser.add_argument(
+        "--import-events", type=int, help="events to import (default 200k, 20k with --quick)"
+    )
     args = parser.parse_args(argv)
+    global SERVER_URL
+    SERVER_URL = args.store_url
     started = perf_counter()
     figures: dict[str, Any] = {
         "quick": args.quick,
         "python": platform.python_version(),
+        "store": make_url(args.store_url).get_backend_name() if args.store_url else "sqlite",
         "sqlite": sqlite3.sqlite_version,
     }
+    n_import = args.import_events or (20_000 if args.quick else 200_000)
     with tempfile.TemporaryDirectory(prefix="crmd-bench-") as tmp:
         workdir = Path(tmp)
         site = Site(root=workdir)
-        figures.update(bench_import(workdir, site, 20_000 if args.quick else 200_000))
-        figures.update(bench_10k_callbacks(workdir, site))
-        figures.update(bench_store_size(workdir, site, 100_000 if args.quick else 1_000_000))
-        figures.update(bench_sender(workdir, 500 if args.quick else 5_000))
+        try:
+            figures.update(bench_import(workdir, site, n_import))
+            figures.update(bench_10k_callbacks(workdir, site))
+            figures.update(bench_store_size(workdir, site, 100_000 if args.quick else 1_000_000))
+            figures.update(bench_sender(workdir, 500 if args.quick else 5_000))
+        finally:
+            drop_databases()
     figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     figures["total_s"] = round(perf_counter() - started, 1)
     text = json.dumps(figures, indent=2)

@@ -70,6 +70,12 @@ class App:
             self._store = Store.open(self.site.store_url)
         return self._store
 
+    def close(self) -> None:
+        """Close the store's connections (a PostgreSQL server counts them)."""
+        if self._store is not None:
+            self._store.dispose()
+            self._store = None
+
     def rules(self) -> RuleSet:
         return load_rules(self.site)
 
@@ -139,6 +145,7 @@ def main(
     if now_text:
         app.clock = FixedClock(parse_instant(now_text, app.site))
     ctx.obj = app
+    ctx.call_on_close(app.close)
 
 
 pass_app = click.make_pass_decorator(App)

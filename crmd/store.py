@@ -18,7 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DataError, OperationalError, SQLAlchemyError
 
 from crmd.errors import CrmdError
 
@@ -42,6 +42,9 @@ def _sqlite_setup(engine: Engine, busy_timeout_ms: int) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        # 64 MB of page cache (the default is 2 MB): big imports and ticks touch indexes
+        # spread over more pages than that. SQLite allocates it only as pages are used.
+        cur.execute("PRAGMA cache_size=-65536")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -126,6 +129,12 @@ class Store:
             raise StoreError(
                 f"cannot write to store {self.safe_url}: {exc.orig}; nothing from this "
                 f"operation was saved, try again once the cause is cleared"
+            ) from None
+        except DataError as exc:
+            # PostgreSQL checks column widths (an id longer than 64 characters); SQLite not.
+            raise StoreError(
+                f"cannot write to store {self.safe_url}: {str(exc.orig).strip()}; nothing "
+                f"from this operation was saved, shorten the value and try again"
             ) from None
 
     @contextlib.contextmanager

@@ -24,7 +24,10 @@ from crmd.tables import events, fires, outbox, tasks
 
 
 class Harness:
-    """A site directory with a real SQLite store, rules from YAML, and time passed in."""
+    """A site directory with a real store, rules from YAML, and time passed in.
+
+    The store is the site's SQLite file unless `store_url` names another (PostgreSQL).
+    """
 
     def __init__(self, root: Path, rules_yaml: str | None = None, store_url: str | None = None):
         root.mkdir(parents=True, exist_ok=True)

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 from click.testing import CliRunner, Result
+from sqlalchemy import select
 
 from crmd.cli import main
+from crmd.site import load_site
+from crmd.store import Store
+from crmd.tables import metadata
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Path:
+def site(tmp_path: Path, site_store: str | None) -> Path:
     """A copy of the shipped site (rules and settings), with an empty store."""
     root = tmp_path / "site"
     shutil.copytree(REPO / "rules", root / "rules")
@@ -157,11 +160,16 @@ def test_attempts_and_done(site: Path) -> None:
 
 def snapshot(site: Path) -> list[tuple[object, ...]]:
     """Every row of every table, to prove a command wrote nothing."""
-    with sqlite3.connect(site / "store" / "crmd.db") as con:
-        names = [r[0] for r in con.execute("select name from sqlite_master where type='table'")]
-        return [
-            (name, *row) for name in sorted(names) for row in con.execute(f"select * from {name}")
-        ]
+    store = Store(load_site(site).store_url)
+    try:
+        with store.read() as conn:
+            return [
+                (table.name, *row)
+                for table in metadata.sorted_tables
+                for row in conn.execute(select(table).order_by(*table.primary_key))
+            ]
+    finally:
+        store.dispose()
 
 
 def test_plan_lists_fires_and_writes_nothing(site: Path) -> None:
@@ -286,3 +294,23 @@ def test_demo_then_daemon_once_creates_tasks(site: Path) -> None:
     listed = tasks_json(site, "2026-11-23T10:00", "any")
     assert {t["rule"] for t in listed} >= {"sales-callback", "service-callback"}
     assert all(t["available_at"] <= "2026-11-23T10:00:00+08:00" for t in listed)
+
+
+def test_the_store_url_in_site_yaml_is_the_store_used(
+    tmp_path: Path, store_url: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CRMD_STORE_URL", raising=False)
+    site = tmp_path / "site"
+    (site / "rules").mkdir(parents=True)
+    shutil.copy(REPO / "rules" / "reports.yaml", site / "rules" / "reports.yaml")
+    # A relative SQLite path is relative to the site; a PostgreSQL URL is used as it is.
+    url = store_url or "sqlite:///elsewhere/crmd.db"
+    (site / "site.yaml").write_text(f"store: {url}\n", encoding="utf-8")
+    assert crmd(site, "--now", "2026-11-23T10:00", "tick").exit_code == 0
+    assert not (site / "store" / "crmd.db").exists()
+    store = Store(load_site(site).store_url)
+    assert store.url == (store_url or f"sqlite:///{site / 'elsewhere' / 'crmd.db'}")
+    try:
+        assert store.revision() == store.head_revision()
+    finally:
+        store.dispose()

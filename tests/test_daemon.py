@@ -255,7 +255,9 @@ def test_skip_after_decides_at_the_deadline(
     assert len(h.fires()) == 2  # nothing is tried again
 
 
-def test_plan_without_from_shows_the_catch_up(make_site: Callable[[str], Harness]) -> None:
+def test_plan_without_from_shows_the_catch_up(
+    make_site: Callable[[str], Harness], site_store: str | None
+) -> None:
     h = birthday_site(make_site)
     result = CliRunner().invoke(
         main,
@@ -348,6 +350,7 @@ def test_a_second_lock_holder_is_refused_with_the_pid(make_site: Callable[[str],
 # ------------------------------------------------------------------ store trouble
 
 
+@pytest.mark.sqlite_only
 def test_a_locked_store_is_retried_not_fatal(
     make_site: Callable[[str], Harness], logs: Records
 ) -> None:
@@ -393,6 +396,7 @@ def _broken_store(url: str, pragma: str, on: dict[str, bool]) -> Store:
         ("PRAGMA query_only=1", "readonly"),
     ],
 )
+@pytest.mark.sqlite_only
 def test_a_full_or_read_only_store_is_reported_and_recovers(
     make_site: Callable[[str], Harness], logs: Records, pragma: str, message: str
 ) -> None:
@@ -424,7 +428,9 @@ def test_a_full_or_read_only_store_is_reported_and_recovers(
 # ------------------------------------------------------------------ status and logs
 
 
-def test_status_reports_the_last_tick_lag_and_work(make_site: Callable[[str], Harness]) -> None:
+def test_status_reports_the_last_tick_lag_and_work(
+    make_site: Callable[[str], Harness], site_store: str | None
+) -> None:
     h = make_site(DAILY)
     daemon, clock = daemon_for(h, "2026-11-23 08:00")
     daemon.tick_once()
@@ -598,7 +604,7 @@ def test_cron_fires_are_keyed_by_day_only_when_they_come_once_a_day(expr: str, d
 
 
 def test_the_daemon_holds_sms_without_secrets_and_status_counts_them(
-    make_site: Callable[[str], Harness], monkeypatch: pytest.MonkeyPatch
+    make_site: Callable[[str], Harness], monkeypatch: pytest.MonkeyPatch, site_store: str | None
 ) -> None:
     """The shipped sms channel with no Twilio secrets: the message waits, held, and says so."""
     for name in ("CRMD_TWILIO_ACCOUNT_SID", "CRMD_TWILIO_AUTH_TOKEN", "CREDENTIALS_DIRECTORY"):

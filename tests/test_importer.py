@@ -37,17 +37,15 @@ V002,C002,LSVAA4187E2000002,粤B67890,途观L
 
 
 @pytest.fixture
-def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Site:
-    monkeypatch.delenv("CRMD_STORE_URL", raising=False)
-    monkeypatch.delenv("CRMD_SITE", raising=False)
-    # The same file the CLI opens for this site.
+def site(tmp_path: Path, site_store: str | None) -> Site:
+    # On SQLite, the file the CLI opens for this site; else CRMD_STORE_URL (site_store).
     (tmp_path / "site.yaml").write_text("store: sqlite:///crmd.db\n", encoding="utf-8")
     return load_site(tmp_path)
 
 
 @pytest.fixture
-def store(tmp_path: Path, site: Site) -> Iterator[Store]:
-    store = Store.open(f"sqlite:///{tmp_path}/crmd.db")
+def store(tmp_path: Path, site: Site, site_store: str | None) -> Iterator[Store]:
+    store = Store.open(site_store or f"sqlite:///{tmp_path}/crmd.db")
     assert store.url == site.store_url
     yield store
     store.dispose()
@@ -482,28 +480,3 @@ def test_cli_refuses_a_bad_file(store: Store, tmp_path: Path) -> None:
         f"crmd: {path}:row 4: birthday '1990-13-01' is not a date; write YYYY-MM-DD"
     )
     assert count(store, customers) == 0
-
-
-# ---------------------------------------------------------------- PostgreSQL
-
-
-@pytest.mark.postgres
-def test_imports_into_postgresql(site: Site, tmp_path: Path, pg_database: str) -> None:
-    store = Store.open(pg_database)
-    try:
-        import_cars(store, site, tmp_path)
-        path = write(
-            tmp_path / "events.csv",
-            "id,type,at,customer_id,vehicle_id,mileage\n"
-            "E1,service.completed,2026-11-20 09:30,C001,V001,45000\n",
-        )
-        assert counts(import_csv(store, site, path, "events", NOW)) == (1, 0, 0)
-        assert counts(import_csv(store, site, path, "events", NOW)) == (0, 0, 1)
-        event = row_of(store, events, "E1")
-        assert (event.at, event.data) == (
-            datetime(2026, 11, 20, 1, 30, tzinfo=UTC),
-            {"mileage": 45000},
-        )
-        assert count(store, customers) == 3
-    finally:
-        store.dispose()

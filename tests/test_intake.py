@@ -16,8 +16,10 @@ from crmd.tables import customers
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 
 
-def test_update_without_birthday_or_attributes_keeps_them(tmp_path: Path) -> None:
-    store = Store.open(f"sqlite:///{tmp_path}/crmd.db")
+def test_update_without_birthday_or_attributes_keeps_them(
+    tmp_path: Path, store_url: str | None
+) -> None:
+    store = Store.open(store_url or f"sqlite:///{tmp_path}/crmd.db")
     with store.write() as conn:
         upsert_customers(
             conn,
@@ -42,6 +44,7 @@ def test_update_without_birthday_or_attributes_keeps_them(tmp_path: Path) -> Non
     assert row.birthday == date(1990, 2, 28)
     assert row.birthday_md == 228
     assert row.attributes == {"level": "A", "source": "展厅"}
+    store.dispose()
 
 
 def test_a_locked_store_is_a_plain_error(tmp_path: Path) -> None:

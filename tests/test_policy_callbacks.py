@@ -39,6 +39,7 @@ def listed(h: Harness, at: str, role: str, rule: str) -> list[Row[Any]]:
 # ---------------------------------------------------------------- P1 sales callback
 
 
+@pytest.mark.postgres_sample
 def test_sales_callback_listed_from_day_3_overdue_after_day_5(h: Harness) -> None:
     h.event("sale.delivered", "2026-11-02 15:00", "C1", "V1")
     assert listed(h, "2026-11-04 23:59", "sales_callback", "sales-callback") == []
@@ -133,6 +134,7 @@ def test_service_callback_working_days_alternative_before_spring_festival(
     assert not h.only_task("service-callback-working-days").overdue
 
 
+@pytest.mark.postgres_sample
 def test_service_callback_working_days_alternative_make_up_saturday(
     make_policy_site: MakeShipped,
 ) -> None:
@@ -155,6 +157,7 @@ def callback_task(h: Harness) -> Row[Any]:
     return h.only_task("sales-callback")
 
 
+@pytest.mark.postgres_sample
 def test_third_failed_attempt_goes_to_sales(h: Harness) -> None:
     task = callback_task(h)
     h.attempt(task.id, "powered_off", "2026-11-05 09:10")
@@ -207,6 +210,7 @@ def test_sales_verifying_in_time_is_not_escalated(h: Harness) -> None:
 # ---------------------------------------------------------------- P6 refusing customers
 
 
+@pytest.mark.postgres_sample
 def test_a_refused_call_is_thanked_by_sms_and_not_pressed(h: Harness) -> None:
     task = callback_task(h)
     h.attempt(task.id, "no_answer", "2026-11-05 09:10")
@@ -225,6 +229,7 @@ def test_a_refused_call_is_thanked_by_sms_and_not_pressed(h: Harness) -> None:
 # ---------------------------------------------------------------- P7-P9 complaints
 
 
+@pytest.mark.postgres_sample
 def test_complaint_goes_to_manager_then_department(h: Harness) -> None:
     h.event("complaint.opened", "2026-11-05 10:00", "C1", "V1")
     h.tick("2026-11-05 10:00")
@@ -287,6 +292,7 @@ def test_satisfied_revisit_closes_the_matter(h: Harness) -> None:
 # ---------------------------------------------------------------- P10 summaries
 
 
+@pytest.mark.postgres_sample
 def test_weekly_and_daily_complaint_summaries(h: Harness) -> None:
     h.tick("2026-11-23 08:59")  # Monday
     weekly_before = len(h.tasks("complaint-weekly-summary"))

@@ -68,6 +68,7 @@ def test_maintenance_six_months_after_a_visit(h: Harness) -> None:
     assert (due.role, due.due_at) == ("service_callback", h.local("2026-07-10 18:00"))
 
 
+@pytest.mark.postgres_sample
 def test_maintenance_by_projected_mileage_and_a_new_visit_reschedules(h: Harness) -> None:
     h.event("service.completed", "2026-01-10 11:00", "C1", "V1", data={"mileage": 10000})
     # 60 days, 3000 km: 50 km a day, so 5000 km more in 100 days (19 June), before 6 months.
@@ -104,6 +105,7 @@ def test_a_visit_cancels_the_due_day_task_too(h: Harness) -> None:
 # ---------------------------------------------------------------- P13 greetings
 
 
+@pytest.mark.postgres_sample
 def test_birthday_sms_to_members_in_the_morning_never_to_opted_out(h: Harness) -> None:
     h.customer("C1", name="张三", member=True, birthday=date(1990, 11, 23))
     h.customer("C2", name="李四", phone="13600136000", member=False, birthday=date(1990, 11, 23))
@@ -167,6 +169,7 @@ def test_holiday_greetings_on_fixed_dates(h: Harness) -> None:
         ("mid-autumn-greeting", "2028-10-03"),  # on a National Day holiday
     ],
 )
+@pytest.mark.postgres_sample
 def test_lunar_holiday_greetings_follow_the_lunar_calendar(
     make_policy_site: MakeShipped, rule: str, day: str
 ) -> None:
@@ -185,6 +188,7 @@ def test_lunar_holiday_greetings_follow_the_lunar_calendar(
 # ---------------------------------------------------------------- P14 weather care
 
 
+@pytest.mark.postgres_sample
 def test_weather_alert_reaches_every_member_who_has_not_opted_out(h: Harness) -> None:
     h.customer("C2", name="李四", phone="13600136000", member=False)
     h.customer("C3", name="王五", phone="13500135000", member=True, opt_out=True)

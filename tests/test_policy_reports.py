@@ -167,6 +167,7 @@ def test_task_done_closes_the_report(site: Harness, rule: str, fire: str, due: s
     assert escalations(site, task) == []
 
 
+@pytest.mark.postgres_sample
 def test_cs_analysis_upload_within_24_hours_of_the_scores(site: Harness) -> None:
     site.tick("2026-12-01 00:00")
     site.tick("2026-12-07 14:59")
@@ -210,6 +211,7 @@ def h_local_date(h: Harness, at: datetime) -> str:
     return at.astimezone(h.site.timezone).date().isoformat()
 
 
+@pytest.mark.postgres_sample
 def test_daily_board_skips_spring_festival_and_works_make_up_saturdays(site: Harness) -> None:
     site.tick("2026-02-12 20:00")
     site.tick("2026-03-02 10:00")
@@ -238,6 +240,7 @@ def test_daily_board_skips_national_day(site: Harness) -> None:
     ]
 
 
+@pytest.mark.postgres_sample
 def test_shifted_deadlines_fire_once_not_again_on_the_day_off(site: Harness) -> None:
     site.tick("2026-02-13 20:00")
     site.tick("2026-03-01 10:00")
@@ -302,8 +305,9 @@ def test_quarterly_materials_fire_in_the_first_month_of_each_quarter(site: Harne
     ]
 
 
+@pytest.mark.postgres_sample
 def test_unpublished_calendar_year_is_an_error_not_a_guess(
-    make_shipped: Callable[..., Harness], tmp_path: Path
+    make_shipped: Callable[..., Harness], tmp_path: Path, harnesses: list[Harness]
 ) -> None:
     h = make_shipped()
     last = h.site.calendar.last_published
@@ -322,7 +326,8 @@ def test_unpublished_calendar_year_is_an_error_not_a_guess(
         + f"calendar:\n  published_through: {year}\n  days_off: [{year}-01-01]\n",
         encoding="utf-8",
     )
-    h = Harness(tmp_path / "site")
+    h = Harness(tmp_path / "site", store_url=h.store.url)
+    harnesses.append(h)
     report = h.tick(f"{year}-01-06 10:00")
     assert report.errors == []
     (task,) = h.tasks("maker-monthly-reports")
