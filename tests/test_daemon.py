@@ -175,6 +175,25 @@ def test_reload_refuses_a_bad_rule_set_and_keeps_the_last_good_one(
     assert len(h.tasks("daily-board")) == 1
 
 
+def test_reload_refuses_a_bad_channel_file_and_keeps_the_last_good_sender(
+    make_site: Callable[[str], Harness], logs: Records
+) -> None:
+    h = make_site(DAILY)
+    channels = h.root / "channels"
+    channels.mkdir(exist_ok=True)
+    (channels / "log.yaml").write_text("type: log\n", encoding="utf-8")
+    daemon, _ = daemon_for(h, "2026-11-23 08:00")
+    sender = daemon.config.sender
+    (channels / "log.yaml").write_text("type: log\nrate_limit: {count: many}\n", encoding="utf-8")
+    assert not daemon.reload()
+    assert "channels/log.yaml:2:" in logs.text()
+    assert "reload refused" in logs.text()
+    assert daemon.config.sender is sender
+    (channels / "log.yaml").write_text("type: log\n", encoding="utf-8")
+    assert daemon.reload()
+    assert daemon.config.sender is not sender
+
+
 def test_reload_takes_a_good_rule_set(make_site: Callable[[str], Harness]) -> None:
     h = make_site(DAILY)
     daemon, _ = daemon_for(h, "2026-11-23 08:00")
