@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Row, Table, and_, func, insert, or_, select, text, update
 
 from crmd.sharing import EVENTS_KEY, lock_for_transaction
 from crmd.tables import (
@@ -423,6 +423,18 @@ def save_heartbeat(conn: Connection, daemon_id: str, **values: Any) -> None:
 def heartbeats(conn: Connection) -> list[Row[Any]]:
     """Every daemon that ever ran on this store, the most recently updated first."""
     return list(conn.execute(select(daemon).order_by(daemon.c.updated_at.desc())))
+
+
+def live_session_names(conn: Connection) -> set[str]:
+    """The application names of the other sessions on this PostgreSQL database."""
+    return set(
+        conn.execute(
+            text(
+                "SELECT application_name FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalars()
+    )
 
 
 def work_counts(conn: Connection, now: datetime) -> dict[str, int]:

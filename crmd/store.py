@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -60,6 +62,16 @@ def _sqlite_setup(engine: Engine, busy_timeout_ms: int) -> None:
 KEEPALIVE_OPTIONS = (
     "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3"
 )
+
+
+def application_name(host: str | None = None, pid: int | None = None) -> str:
+    """How this process's PostgreSQL sessions are named; `crmd status` finds live daemons
+    by it (the server keeps 63 bytes)."""
+    host = socket.gethostname() if host is None else host
+    pid = os.getpid() if pid is None else pid
+    return f"crmd {pid} {host}".encode()[:63].decode(errors="ignore")
+
+
 # The advisory lock (namespace "crmd", key) that lets one process at a time migrate.
 MIGRATE_LOCK = (0x63726D64, 3)
 
@@ -86,8 +98,13 @@ class Store:
             kwargs["connect_args"] = {"timeout": busy_timeout_ms / 1000}
         else:
             kwargs["pool_pre_ping"] = True
-            if parsed.get_backend_name() == "postgresql" and "options" not in parsed.query:
-                kwargs["connect_args"] = {"options": KEEPALIVE_OPTIONS}
+            if parsed.get_backend_name() == "postgresql":
+                connect: dict[str, str] = {}
+                if "options" not in parsed.query:
+                    connect["options"] = KEEPALIVE_OPTIONS
+                if "application_name" not in parsed.query:
+                    connect["application_name"] = application_name()
+                kwargs["connect_args"] = connect
         try:
             self.engine = create_engine(url, **kwargs)
         except (SQLAlchemyError, ImportError) as exc:

@@ -7,6 +7,7 @@ is bounded.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -24,6 +25,7 @@ from sqlalchemy import create_engine, func, select, text
 
 from crmd.intake import NewEvent, record_events, upsert_customers
 from crmd.sharing import RULES_NAMESPACE
+from crmd.store import application_name
 from crmd.tables import events, fires, outbox, tasks
 from crmd.testing import Harness
 
@@ -66,6 +68,7 @@ serve(site, SystemClock(), lambda: Store.open(site.store_url), interval=0.05,
       configure=small_pages)
 """
 
+CRMD = [sys.executable, "-c", "from crmd.cli import main; main()"]
 DELIVERIES = 2000
 DAYS = 10
 DAEMONS = 3
@@ -107,8 +110,7 @@ def test_three_daemons_one_killed_every_fire_and_message_once(
         for n in range(DAEMONS):
             env = {
                 **os.environ,
-                # Each daemon's connections carry its name, to find the one holding a rule.
-                "CRMD_STORE_URL": f"{pg_database}?application_name=crmd-test-{n}",
+                "CRMD_STORE_URL": pg_database,
                 "CRMD_TWILIO_ACCOUNT_SID": ACCOUNT_SID,
                 "CRMD_TWILIO_AUTH_TOKEN": AUTH_TOKEN,
             }
@@ -122,6 +124,30 @@ def test_three_daemons_one_killed_every_fire_and_message_once(
         assert children[victim].wait(30) == -signal.SIGKILL
         survivors = [c for n, c in enumerate(children) if n != victim]
         _wait_until_done(h, survivors)
+        # `crmd status` lists the two survivors, not the killed one.
+        result = subprocess.run(
+            [*CRMD, "--site", str(h.root), "status", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "CRMD_STORE_URL": pg_database},
+        )
+        assert result.returncode == 0, result.stderr
+        listed = sorted(d["pid"] for d in json.loads(result.stdout)["daemons"])
+        assert listed == sorted(c.pid for c in survivors)
+        # `crmd reload` asks both survivors (this host's daemons) to reload.
+        result = subprocess.run(
+            [*CRMD, "--site", str(h.root), "reload"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "CRMD_STORE_URL": pg_database},
+        )
+        assert result.returncode == 0, result.stderr
+        for n, child in enumerate(children):
+            if n != victim:
+                assert str(child.pid) in result.stdout
+                _wait_for_log(h.root / f"daemon-{n}.log", "reloaded: 3 rules")
         for child in survivors:
             child.send_signal(signal.SIGTERM)
         for child in survivors:
@@ -175,10 +201,12 @@ def _kill_one_mid_rule(
     """Kill -9 a daemon while it holds a rule's lock, a quarter of the way in; returns which
     one and how many fires there were. Bounded by 60 s."""
     admin = create_engine(url)
+    # Each daemon's sessions are named after its PID (crmd.store.application_name).
     holders = text(
         "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
         "WHERE l.locktype = 'advisory' AND l.classid = :ns AND l.granted"
     )
+    by_name = {application_name(pid=c.pid): n for n, c in enumerate(children)}
     deadline = time.monotonic() + 60
     try:
         while time.monotonic() < deadline:
@@ -189,10 +217,10 @@ def _kill_one_mid_rule(
                 names = [
                     name
                     for name in conn.execute(holders, {"ns": RULES_NAMESPACE}).scalars()
-                    if name.startswith("crmd-test-")
+                    if name in by_name
                 ]
             if fired >= DELIVERIES // 2 and names:
-                victim = int(names[0].rsplit("-", 1)[1])
+                victim = by_name[names[0]]
                 children[victim].send_signal(signal.SIGKILL)
                 return victim, int(fired)
             time.sleep(0.02)
@@ -226,3 +254,13 @@ def _wait_until_done(h: Harness, survivors: list[subprocess.Popen[bytes]]) -> No
                 return
         time.sleep(0.1)
     raise AssertionError(f"not done in time: fires, sent, events = {last}")
+
+
+def _wait_for_log(log: Path, line: str) -> None:
+    """Until the log shows `line`; bounded by 30 s."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if line in log.read_text(errors="replace"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{line!r} not in {log}")
