@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import Connection, select, text
+from sqlalchemy.exc import OperationalError
 
 from crmd import queries as q
+from crmd.intake import NewEvent, record_events
 from crmd.sharing import RULES_NAMESPACE, RuleLocks, rule_key
 from crmd.store import Store
 from crmd.tables import events
@@ -127,3 +129,34 @@ def test_a_rule_lock_dies_with_its_session(shared: tuple[Harness, Store]) -> Non
                 return
         time.sleep(0.05)
     raise AssertionError("the closed session's rule lock was not freed")
+
+
+@pytest.mark.postgres
+def test_event_writers_take_turns_so_numbers_commit_in_order(
+    shared: tuple[Harness, Store],
+) -> None:
+    """While one transaction writes events, another's event insert waits for it: a rule
+    never reads a higher event number while a lower one is still uncommitted."""
+    h, other = shared
+    h.customer("C1", name="张三", phone="13800138000")
+
+    def record(conn: Connection, event_id: str, at: str) -> None:
+        new = [NewEvent("sale.delivered", h.local(at), "C1", id=event_id)]
+        record_events(conn, new, h.site.event_types, h.local(at))
+
+    def second_writer(wait_ms: int) -> None:
+        with other.engine.begin() as conn:
+            conn.execute(text(f"SET LOCAL lock_timeout = '{wait_ms}ms'"))
+            record(conn, "E2", "2026-11-20 09:01")
+
+    first = h.store.engine.connect()
+    try:
+        record(first, "E1", "2026-11-20 09:00")
+        with pytest.raises(OperationalError, match="lock timeout"):
+            second_writer(300)
+        first.commit()
+    finally:
+        first.close()
+    second_writer(10_000)  # the first committed: the second goes through
+    with h.store.read() as conn:
+        assert [e.id for e in conn.execute(select(events).order_by(events.c.seq))] == ["E1", "E2"]
