@@ -14,6 +14,9 @@ rows, task events and the advanced W/S commit in one transaction: a crash repeat
 the page in flight, and the ledger key drops what was already done. The cost of a tick
 follows what is due and what arrived, not the size of the store.
 
+Daemons sharing a PostgreSQL store evaluate each rule one at a time: a rule's whole
+evaluation holds its advisory lock (crmd.sharing), and a daemon finding it busy skips it.
+
 The engine never reads the clock: `now` is an argument, so `tick`, `--now` and `plan` all
 drive this same code.
 """
