@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -403,6 +404,9 @@ def reload(app: App) -> None:
 
     ruleset = app.rules()  # a bad set stops here, with every error as file:line:col
     load_channels(app.site)  # so does a bad channel file
+    if not app.store.is_sqlite:
+        _reload_shared(app, len(ruleset.rules))
+        return
     pid = running_pid(app.site)
     if pid is None:
         fail(f"no crmd daemon is running on this store (nothing holds {lock_path(app.site)})")
@@ -411,6 +415,28 @@ def reload(app: App) -> None:
     os.kill(pid, signal.SIGHUP)
     click.echo(
         f"rules and channels ok ({len(ruleset.rules)} rules); asked daemon PID {pid} to reload"
+    )
+
+
+def _reload_shared(app: App, rules: int) -> None:
+    """Reload the daemons of this host that share a PostgreSQL store (SIGHUP to each)."""
+    from crmd.store import application_name
+
+    with app.store.read() as conn:
+        live = q.live_session_names(conn)
+        beats = q.heartbeats(conn)
+    running = [b for b in beats if b.state == "running" and application_name(b.host, b.pid) in live]
+    host = socket.gethostname()
+    here = [b.pid for b in running if b.host == host]
+    if not here:
+        fail(f"no crmd daemon of this host ({host}) is running on this store")
+    for pid in here:
+        os.kill(pid, signal.SIGHUP)
+    others = sorted({b.host for b in running if b.host != host})
+    elsewhere = f"; reload those on {', '.join(others)} there" if others else ""
+    click.echo(
+        f"rules and channels ok ({rules} rules); asked daemon PID "
+        f"{', '.join(map(str, here))} to reload{elsewhere}"
     )
 
 
@@ -423,12 +449,23 @@ def status(app: App, as_json: bool) -> None:
     Exits 0 when a daemon is running, 3 when none is (like `systemctl status`).
     """
     from crmd.instance import running_pid
+    from crmd.store import application_name
 
-    pid = running_pid(app.site)
     with app.store.read() as conn:
         beats = q.heartbeats(conn)
         counts = q.work_counts(conn, app.now)
-    beat = beats[0] if beats else None
+        live = set() if app.store.is_sqlite else q.live_session_names(conn)
+    if app.store.is_sqlite:
+        pid = running_pid(app.site)
+        beat = beats[0] if beats else None
+        running = [] if pid is None else beats[:1]
+    else:
+        # Several daemons may share a PostgreSQL store: those whose sessions are open.
+        running = [
+            b for b in beats if b.state == "running" and application_name(b.host, b.pid) in live
+        ]
+        beat = running[0] if running else (beats[0] if beats else None)
+        pid = beat.pid if running and beat is not None else None
     last_tick = beat.last_tick_at if beat is not None else None
     lag = (app.now - last_tick).total_seconds() if last_tick is not None else None
     info: dict[str, Any] = {
@@ -440,13 +477,25 @@ def status(app: App, as_json: bool) -> None:
         "lag_seconds": None if lag is None else round(lag, 1),
         "rules": beat.rules if beat is not None else None,
         "last_error": beat.last_error if beat is not None else None,
+        "daemons": [
+            {
+                "host": b.host,
+                "pid": b.pid,
+                "last_tick_at": b.last_tick_at.isoformat() if b.last_tick_at else None,
+            }
+            for b in running
+        ],
         **counts,
     }
     if as_json:
         _print_json(info)
     else:
         tz = app.site.timezone
-        if pid is not None:
+        if len(running) > 1:
+            click.echo(f"daemons: {len(running)} running, {info['rules']} rules")
+            for b in running:
+                click.echo(f"  PID {b.pid} on {b.host}")
+        elif pid is not None:
             click.echo(f"daemon: running (PID {info['pid']}), {info['rules']} rules")
         else:
             click.echo("daemon: not running")

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from types import FrameType
 from typing import Protocol
 
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from crmd import queries as q
@@ -96,7 +97,10 @@ class Daemon:
         self._wake = threading.Event()
         # Rules are checked before the first tick: a bad set stops the start, loudly.
         self.config = configure(site, store)
+        # On PostgreSQL several daemons share the store, each with its own heartbeat row.
         self.id = f"{socket.gethostname()}:{site.root}"
+        if not store.is_sqlite:
+            self.id = f"{socket.gethostname()}:{os.getpid()}:{site.root}"
         self.started_at = clock.now()
         self._last: datetime | None = None
         self.last_error: str | None = None  # the last pass's store error, if it failed
@@ -327,9 +331,13 @@ def serve(
     once: bool = False,
     configure: Callable[[Site, Store], Config] = load_config,
 ) -> None:
-    """`crmd run`: take the store's lock, open it, check the rules, and run until stopped."""
+    """`crmd run`: take the store's lock, open it, check the rules, and run until stopped.
+
+    The lock file (one daemon per store) is for SQLite stores; several daemons may share a
+    PostgreSQL store (crmd.sharing).
+    """
     lock = None
-    if not dry_run:
+    if not dry_run and make_url(site.store_url).get_backend_name() == "sqlite":
         lock = InstanceLock(lock_path(site))
         lock.acquire()  # before migrating: a second daemon must not touch the schema
     try:

@@ -14,6 +14,9 @@ rows, task events and the advanced W/S commit in one transaction: a crash repeat
 the page in flight, and the ledger key drops what was already done. The cost of a tick
 follows what is due and what arrived, not the size of the store.
 
+Daemons sharing a PostgreSQL store evaluate each rule one at a time: a rule's whole
+evaluation holds its advisory lock (crmd.sharing), and a daemon finding it busy skips it.
+
 The engine never reads the clock: `now` is an argument, so `tick`, `--now` and `plan` all
 drive this same code.
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -34,6 +38,7 @@ from crmd.errors import CrmdError
 from crmd.events import TASK_OVERDUE
 from crmd.rule import AnnualTrigger, DateTrigger, EventTrigger, Rule, RuleSet, ScheduleTrigger
 from crmd.schedules import occurrence_key, occurrences, once_a_day
+from crmd.sharing import START_KEY, RuleLocks, lock_for_transaction
 from crmd.site import Site
 from crmd.store import StoreError, Unit
 from crmd.triggers import event_fire_time, event_span, month_days_on
@@ -102,6 +107,7 @@ class Engine:
         self.writer = ActionWriter(site)
         # Rows read and fires committed per transaction; small in crash tests.
         self.page_size = q.PAGE
+        self._locks: RuleLocks | None = None
 
     # ------------------------------------------------------------ entry points
 
@@ -132,7 +138,10 @@ class Engine:
                 if rule.id in failed:
                     continue
                 try:
-                    produced += self._evaluate(unit, rule, now, report)
+                    with self._claim(unit, rule) as mine:
+                        # Not mine: another daemon on this store is evaluating it now.
+                        if mine:
+                            produced += self._evaluate(unit, rule, now, report)
                 except StoreError:
                     raise  # the store's trouble, not the rule's: the whole tick stops
                 except CrmdError as exc:
@@ -145,6 +154,14 @@ class Engine:
             if not produced:
                 break
         return report
+
+    def _claim(self, unit: Unit, rule: Rule) -> AbstractContextManager[bool]:
+        """This process's turn at a rule (always, on SQLite or in a dry run)."""
+        if unit.dry_run:
+            return nullcontext(True)
+        if self._locks is None or self._locks.store is not unit.store:
+            self._locks = RuleLocks(unit.store)
+        return self._locks.hold(rule.id)
 
     # ------------------------------------------------------------ rule state
 
@@ -164,6 +181,7 @@ class Engine:
         """
         started = []
         with unit.batch() as conn:
+            lock_for_transaction(conn, START_KEY)  # daemons starting together take turns
             states = q.load_rule_states(conn)
             max_seq = q.max_event_seq(conn)
             for rule in self.rules:
@@ -488,7 +506,11 @@ class Engine:
             rows = q.tasks_falling_overdue(conn, now)
             if not rows:
                 return 0
-            q.mark_tasks_overdue(conn, [r.id for r in rows])
+            # Another daemon may have marked some since the read: their events are its own.
+            marked = q.mark_tasks_overdue(conn, [r.id for r in rows])
+            rows = [r for r in rows if r.id in marked]
+            if not rows:
+                return 0
             q.insert_events(
                 conn, [self.writer.task_event(r, TASK_OVERDUE, r.due_at, now) for r in rows]
             )

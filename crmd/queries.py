@@ -6,8 +6,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Row, Table, and_, func, insert, or_, select, text, update
 
+from crmd.sharing import EVENTS_KEY, lock_for_transaction
 from crmd.tables import (
     customers,
     daemon,
@@ -170,8 +171,13 @@ def events_for_subjects(
 
 
 def insert_events(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert new events (one batched statement; SQLite cannot batch with RETURNING)."""
+    """Insert new events (one batched statement; SQLite cannot batch with RETURNING).
+
+    On PostgreSQL the writers of events take turns (crmd.sharing), so their `seq` values
+    commit in order and no rule's event cursor passes an event still being written.
+    """
     if rows:
+        lock_for_transaction(conn, EVENTS_KEY)
         conn.execute(insert(events), list(rows))
 
 
@@ -275,14 +281,27 @@ def tasks_falling_overdue(conn: Connection, now: datetime) -> list[Row[Any]]:
     )
 
 
-def mark_tasks_overdue(conn: Connection, ids: Sequence[int]) -> None:
+def mark_tasks_overdue(conn: Connection, ids: Sequence[int]) -> set[int]:
+    """Mark these tasks overdue; returns those this call marked (not already marked by
+    another daemon since they were read), whose `task.overdue` events are this caller's."""
+    lock_for_transaction(conn, EVENTS_KEY)  # before any row lock, as every event writer
+    marked: set[int] = set()
     for chunk in _chunks(list(ids)):
-        conn.execute(update(tasks).where(tasks.c.id.in_(chunk)).values(overdue=True))
+        marked.update(
+            conn.execute(
+                update(tasks)
+                .where(tasks.c.id.in_(chunk), tasks.c.overdue.is_(False))
+                .values(overdue=True)
+                .returning(tasks.c.id)
+            ).scalars()
+        )
+    return marked
 
 
 def close_tasks(
     conn: Connection, ids: Sequence[int], status: str, now: datetime, note: str | None = None
 ) -> None:
+    lock_for_transaction(conn, EVENTS_KEY)  # its caller writes events next; same lock order
     for chunk in _chunks(list(ids)):
         conn.execute(
             update(tasks)
@@ -296,6 +315,7 @@ def get_task(conn: Connection, task_id: int) -> Row[Any] | None:
 
 
 def update_task(conn: Connection, task_id: int, **values: Any) -> None:
+    lock_for_transaction(conn, EVENTS_KEY)  # its caller writes events next; same lock order
     conn.execute(update(tasks).where(tasks.c.id == task_id).values(**values))
 
 
@@ -403,6 +423,18 @@ def save_heartbeat(conn: Connection, daemon_id: str, **values: Any) -> None:
 def heartbeats(conn: Connection) -> list[Row[Any]]:
     """Every daemon that ever ran on this store, the most recently updated first."""
     return list(conn.execute(select(daemon).order_by(daemon.c.updated_at.desc())))
+
+
+def live_session_names(conn: Connection) -> set[str]:
+    """The application names of the other sessions on this PostgreSQL database."""
+    return set(
+        conn.execute(
+            text(
+                "SELECT application_name FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalars()
+    )
 
 
 def work_counts(conn: Connection, now: datetime) -> dict[str, int]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +18,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError, OperationalError, SQLAlchemyError
 
@@ -54,6 +56,26 @@ def _sqlite_setup(engine: Engine, busy_timeout_ms: int) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+# Server-side TCP keepalive for PostgreSQL connections: a daemon whose host vanished (power,
+# network) has its connection, its transaction and its advisory locks dropped after about
+# idle + interval * count = 10 + 5 * 3 = 25 seconds (crmd.sharing).
+KEEPALIVE_OPTIONS = (
+    "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3"
+)
+
+
+def application_name(host: str | None = None, pid: int | None = None) -> str:
+    """How this process's PostgreSQL sessions are named; `crmd status` finds live daemons
+    by it (the server keeps 63 bytes)."""
+    host = socket.gethostname() if host is None else host
+    pid = os.getpid() if pid is None else pid
+    return f"crmd {pid} {host}".encode()[:63].decode(errors="ignore")
+
+
+# The advisory lock (namespace "crmd", key) that lets one process at a time migrate.
+MIGRATE_LOCK = (0x63726D64, 3)
+
+
 class Stopped(Exception):
     """Raised by a unit between two batches when the daemon was told to stop.
 
@@ -76,6 +98,13 @@ class Store:
             kwargs["connect_args"] = {"timeout": busy_timeout_ms / 1000}
         else:
             kwargs["pool_pre_ping"] = True
+            if parsed.get_backend_name() == "postgresql":
+                connect: dict[str, str] = {}
+                if "options" not in parsed.query:
+                    connect["options"] = KEEPALIVE_OPTIONS
+                if "application_name" not in parsed.query:
+                    connect["application_name"] = application_name()
+                kwargs["connect_args"] = connect
         try:
             self.engine = create_engine(url, **kwargs)
         except (SQLAlchemyError, ImportError) as exc:
@@ -105,6 +134,12 @@ class Store:
         """Bring the schema to `revision`, keeping every row (Alembic migrations)."""
         try:
             with self.engine.begin() as conn:
+                if not self.is_sqlite:
+                    # Daemons started together on one PostgreSQL store migrate one by one.
+                    conn.execute(
+                        text("SELECT pg_advisory_xact_lock(:ns, :key)"),
+                        dict(zip(("ns", "key"), MIGRATE_LOCK, strict=True)),
+                    )
                 command.upgrade(self._alembic_config(conn), revision)
         except OperationalError as exc:
             raise StoreError(f"cannot migrate store {self.safe_url}: {exc.orig}") from None

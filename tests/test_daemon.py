@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -462,13 +463,22 @@ def test_status_reports_the_last_tick_lag_and_work(
         )
         return result.exit_code, json.loads(result.output)
 
+    if site_store is not None:
+        # PostgreSQL: a daemon runs while its sessions are open (several may share a store).
+        code, info = status("2026-11-23T09:05")
+        assert (code, info["running"], info["pid"]) == (0, True, os.getpid())
+        assert [d["pid"] for d in info["daemons"]] == [os.getpid()]
+        h.store.dispose()  # as if the daemon were gone
     code, info = status("2026-11-23T09:05")
-    assert code == 3  # no daemon holds the lock
+    assert code == 3  # no daemon holds the lock, or (PostgreSQL) has a session open
     assert info["running"] is False
+    assert info["daemons"] == []
     assert info["last_tick_at"] == h.local("2026-11-23 09:00").isoformat()
     assert info["lag_seconds"] == 300
     assert (info["open_tasks"], info["overdue_tasks"]) == (1, 0)
     assert status("2026-11-23T17:01")[1]["overdue_tasks"] == 1
+    if site_store is not None:
+        return
     lock = InstanceLock(lock_path(h.site))
     lock.acquire()
     try:

@@ -19,50 +19,13 @@ from pathlib import Path
 
 import pytest
 from channel_site import sms_yaml
+from daemon_child import CHILD, CRMD, RULES
 from fakes import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
 from crmd.testing import FakeSystemd, Harness
 
 pytestmark = pytest.mark.slow
 
-RULES = """
-rules:
-  - id: delivery-welcome
-    when: {event: sale.delivered}
-    do:
-      - task: {role: sales_callback, title: "欢迎 {{ customer.name }}", due: 1 day}
-      - sms: {text: "{{ customer.name }},感谢您选择我们"}
-  - id: sales-callback
-    when: {event: sale.delivered, after: 3 days}
-    do:
-      - task: {role: sales_callback, title: "回访 {{ customer.name }}", due: 2 days}
-  - id: daily-board
-    when: {daily: "09:00"}
-    do:
-      - task: {role: cr_specialist, title: "看板 {{ fire.at | date }}", due: 8 hours}
-"""
-
-# A daemon whose engine commits five fires per transaction, so a kill lands between many.
-CHILD = """
-import sys
-from crmd.clock import SystemClock
-from crmd.daemon import load_config, serve
-from crmd.logs import setup_logging
-from crmd.site import load_site
-from crmd.store import Store
-
-def small_pages(site, store):
-    config = load_config(site, store)
-    config.engine.page_size = 5
-    return config
-
-setup_logging("info")
-site = load_site(sys.argv[1])
-serve(site, SystemClock(), lambda: Store.open(site.store_url), interval=0.05,
-      configure=small_pages)
-"""
-
-CRMD = [sys.executable, "-c", "from crmd.cli import main; main()"]
 DELIVERIES = 120
 MORE = 40
 ROUNDS = 8
