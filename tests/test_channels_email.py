@@ -53,6 +53,25 @@ def test_a_body_that_names_a_file_is_sent_as_text_not_attached(
     assert "do not attach me" not in mail.as_string()
 
 
+def test_markup_in_a_body_is_shown_as_written_in_both_parts(
+    site: ChannelSite, smtp_server: FakeSmtp
+) -> None:
+    body = "客户备注: <b>VIP</b> & 老客户\n<script>alert(1)</script>"
+    site.queue(body, channel="email", recipient="a@example.com", subject="回访 <紧急>")
+    assert site.send().sent == 1
+    (mail,) = smtp_server.received
+    assert mail["Subject"] == "回访 <紧急>"
+    plain, markup = mail.get_body(("plain",)), mail.get_body(("html",))
+    assert plain is not None
+    assert markup is not None
+    assert plain.get_content().strip() == body
+    page = markup.get_content()
+    assert "<b>" not in page
+    assert "<script>" not in page
+    assert "客户备注: &lt;b&gt;VIP&lt;/b&gt; &amp; 老客户<br>" in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
 def test_several_addresses_get_one_message(site: ChannelSite, smtp_server: FakeSmtp) -> None:
     site.queue("周报", channel="email", recipient="a@example.com, b@example.com", subject="周报")
     assert site.send().sent == 1

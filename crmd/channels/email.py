@@ -1,17 +1,25 @@
-"""The `email` channel: e-mail through an SMTP server, composed and logged in by yagmail.
+"""The `email` channel: e-mail through an SMTP server, logged in by yagmail.
 
-yagmail composes the message (UTF-8 subject and body) and logs in; the channel hands the
-composed message to the connection itself, because yagmail's own send quietly re-sends
-after a dropped connection, and a dropped connection after the data went out is exactly
-when a second copy may reach the customer. SMTP cannot be asked afterwards whether a
-message arrived, so an unknown outcome is held for review.
+yagmail opens the connection and logs in (SSL, STARTTLS or plain). The message itself is
+composed here with the standard library: a plain-text part exactly as the rule rendered it
+and an HTML alternative with the same text escaped, so a customer's name or note holding
+`<` or `&` is shown as written and never read as markup. (yagmail's composer puts the same
+string in both parts, so one of them would be wrong.) The channel hands the message to the
+connection itself, because yagmail's own send quietly re-sends after a dropped connection,
+and a dropped connection after the data went out is exactly when a second copy may reach
+the customer. SMTP cannot be asked afterwards whether a message arrived, so an unknown
+outcome is held for review.
 """
 
 from __future__ import annotations
 
+import html
 import re
 import smtplib
 from collections.abc import Mapping
+from email.message import EmailMessage
+from email.policy import SMTP, default
+from email.utils import formatdate
 from typing import Any, ClassVar
 
 import yagmail
@@ -31,6 +39,27 @@ from crmd.site import Site
 
 _ADDRESS = re.compile(r"[^@\s,<>]+@[^@\s,<>]+\.[^@\s,<>]+")
 PASSWORD = SecretSpec("password", "CRMD_SMTP_PASSWORD", "smtp_password", "the SMTP password")
+
+
+def compose(sender: str, recipients: list[str], subject: str, body: str, message_id: str) -> bytes:
+    """The message as it goes on the wire: UTF-8 text, plus the same text as escaped HTML."""
+    mail = EmailMessage(policy=default)
+    mail["From"] = sender
+    mail["To"] = ", ".join(recipients)
+    mail["Subject"] = subject
+    mail["Date"] = formatdate(localtime=True)
+    mail["Message-ID"] = message_id
+    # base64, as before: the text arrives exactly as written, line ends included.
+    mail.set_content(body, charset="utf-8", cte="base64")
+    lines = "<br>\n".join(html.escape(line) for line in body.split("\n"))
+    mail.add_alternative(
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head>\n'
+        f"<body><div>{lines}</div></body></html>\n",
+        subtype="html",
+        charset="utf-8",
+        cte="base64",
+    )
+    return mail.as_bytes(policy=SMTP)  # CRLF line ends on the wire
 
 
 class EmailChannel(BaseChannel):
@@ -101,18 +130,12 @@ class EmailChannel(BaseChannel):
                 raise TemporaryFailure(
                     f"cannot connect to the SMTP server: {self._clean(str(exc))}"
                 ) from None
-            recipients, text = client.prepare_send(
-                to=[a.strip() for a in message.recipient.split(",")],
-                subject=message.subject,
-                # One part per line: yagmail turns line breaks into <br> in the plain text
-                # too, but joins parts with real ones. `raw` keeps a line that happens to
-                # name a file from being attached.
-                contents=[yagmail.raw(line) for line in message.body.split("\n")],
-                prettify_html=False,
-                message_id=message_id,
+            recipients = [a.strip() for a in message.recipient.split(",")]
+            data = compose(
+                str(options["from"]), recipients, message.subject, message.body, message_id
             )
             try:
-                client.smtp.sendmail(client.user, recipients, text)
+                client.smtp.sendmail(client.user, recipients, data)
             except smtplib.SMTPRecipientsRefused as exc:
                 codes = [code for code, _ in exc.recipients.values()]
                 reason = "; ".join(
