@@ -235,6 +235,9 @@ class Sender:
                 report.dead += 1
             else:
                 delay = settings.retry.delay(message.attempts, self.rng)
+                if exc.retry_after is not None:
+                    # The provider said how long to wait: not sooner (nor past our cap).
+                    delay = max(delay, min(exc.retry_after, settings.retry.max_delay))
                 values = {
                     "status": "queued",
                     "next_attempt_at": now + delay,

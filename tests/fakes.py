@@ -38,6 +38,7 @@ class FakeTwilio:
     slow_seconds: float = 3.0
     messages: list[dict[str, Any]] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)  # "POST /path", "GET /path?query"
+    retry_after: str | None = None  # the Retry-After header of a 429 answer, if any
     script: list[str] = field(default_factory=list)
     accepted: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
@@ -84,6 +85,8 @@ class FakeTwilio:
     def _answer(self, h: BaseHTTPRequestHandler, status: int, payload: dict[str, Any]) -> None:
         body = json.dumps(payload).encode()
         h.send_response(status)
+        if status in (429, 503) and self.retry_after is not None:
+            h.send_header("Retry-After", self.retry_after)
         h.send_header("Content-Type", "application/json")
         h.send_header("Content-Length", str(len(body)))
         h.end_headers()

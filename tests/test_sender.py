@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from channel_site import T0, ChannelSite, sms_yaml
 from fakes import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
+
+from crmd.channels.sms import retry_after
 
 MakeSite = Callable[..., ChannelSite]
 
@@ -86,6 +88,48 @@ def test_429_retries_after_a_jittered_backoff(make: MakeSite, fake_twilio: FakeT
     assert site.sender.run_once(row.next_attempt_at).sent == 1
     assert len(fake_twilio.messages) == 1
     assert site.message(mid).attempts == 2
+
+
+def test_429_waits_as_long_as_twilio_says_in_retry_after(
+    make: MakeSite, fake_twilio: FakeTwilio
+) -> None:
+    site = make()
+    fake_twilio.script = ["429"]
+    fake_twilio.retry_after = "300"  # longer than our own first backoff (at most 60 s)
+    mid = site.queue("hello")
+    assert site.send().retrying == 1
+    assert site.message(mid).next_attempt_at == T0 + timedelta(seconds=300)
+    assert site.sender.run_once(T0 + timedelta(seconds=299)).sent == 0
+    assert site.sender.run_once(T0 + timedelta(seconds=300)).sent == 1
+    assert len(fake_twilio.messages) == 1
+
+
+def test_a_retry_after_longer_than_the_longest_backoff_is_capped(
+    make: MakeSite, fake_twilio: FakeTwilio
+) -> None:
+    site = make()
+    fake_twilio.script = ["429"]
+    fake_twilio.retry_after = str(24 * 3600)
+    mid = site.queue("hello")
+    site.send()
+    # The channel's retry cap (max_delay_seconds: 600 in this site) bounds the wait.
+    assert site.message(mid).next_attempt_at == T0 + timedelta(seconds=600)
+
+
+@pytest.mark.parametrize(
+    ("header", "wait"),
+    [
+        ("120", timedelta(seconds=120)),
+        (" 0 ", timedelta(0)),
+        ("Mon, 23 Nov 2026 10:05:00 GMT", timedelta(minutes=5)),
+        ("Mon, 23 Nov 2026 09:00:00 GMT", timedelta(0)),  # already past: no extra wait
+        ("soon", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_retry_after_reads_seconds_and_dates(header: str | None, wait: timedelta | None) -> None:
+    assert retry_after(header, datetime(2026, 11, 23, 10, 0, tzinfo=UTC)) == wait
 
 
 def test_backoff_doubles_and_gives_up_after_the_last_attempt(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from crmd.errors import CrmdError
@@ -49,7 +49,15 @@ class DeliveryError(CrmdError):
 
 
 class TemporaryFailure(DeliveryError):
-    """Nothing was delivered and trying later may work (time-outs connecting, 5xx, 429)."""
+    """Nothing was delivered and trying later may work (time-outs connecting, 5xx, 429).
+
+    `retry_after` is how long the provider asked us to wait (an HTTP Retry-After), if it
+    said; the sender waits at least that long, and at least its own backoff.
+    """
+
+    def __init__(self, reason: str, *, retry_after: timedelta | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
 
 
 class PermanentFailure(DeliveryError):

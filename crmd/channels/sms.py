@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 
 import requests
@@ -81,7 +82,12 @@ class SmsChannel(BaseChannel):
         super().__init__(runtime)
         options = self.settings.options
         self._secrets = list(runtime.secrets.values())
-        http = TwilioHttpClient(timeout=float(options.get("timeout_seconds", 15)))
+        # What the last answer's Retry-After said (the twilio library's errors drop headers).
+        self._retry_after: str | None = None
+        http = TwilioHttpClient(
+            timeout=float(options.get("timeout_seconds", 15)),
+            request_hooks={"response": [self._note_answer]},
+        )
         self.client = Client(
             runtime.secrets["account_sid"], runtime.secrets["auth_token"], http_client=http
         )
@@ -104,7 +110,7 @@ class SmsChannel(BaseChannel):
                 to=message.recipient, body=message.body, **self._from
             )
         except TwilioRestException as exc:
-            raise self._refused(exc) from None
+            raise self._refused(exc, message.at) from None
         except requests.RequestException as exc:
             raise self._connection(exc, message) from None
         return Receipt(str(sent.sid))
@@ -114,7 +120,7 @@ class SmsChannel(BaseChannel):
         try:
             recent = self.client.messages.list(to=message.recipient, limit=100, **sender)
         except TwilioRestException as exc:
-            error = self._refused(exc)
+            error = self._refused(exc, message.at)
             raise TemporaryFailure(f"cannot list messages at Twilio: {error}") from None
         except (requests.RequestException, TwilioException) as exc:
             raise TemporaryFailure(
@@ -143,11 +149,14 @@ class SmsChannel(BaseChannel):
     def _clean(self, text: str) -> str:
         return redact(text, self._secrets)
 
-    def _refused(self, exc: TwilioRestException) -> DeliveryError:
+    def _note_answer(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self._retry_after = response.headers.get("Retry-After")
+
+    def _refused(self, exc: TwilioRestException, now: datetime) -> DeliveryError:
         """What an error answer from Twilio means for the message."""
         reason = self._clean(f"Twilio error {exc.code or exc.status}: {exc.msg}")
         if exc.status == 429 or exc.status >= 500:
-            return TemporaryFailure(reason)
+            return TemporaryFailure(reason, retry_after=retry_after(self._retry_after, now))
         if exc.status in (401, 403):
             return NeedsReview(f"{reason} (check the account SID and auth token)")
         return PermanentFailure(reason)
@@ -164,3 +173,19 @@ class SmsChannel(BaseChannel):
         return OutcomeUnknown(
             f"no answer from Twilio for the text to {mask_phone(message.recipient)}: {text}"
         )
+
+
+def retry_after(header: str | None, now: datetime) -> timedelta | None:
+    """The wait an HTTP Retry-After header asks for: seconds, or a date (RFC 9110)."""
+    if not header:
+        return None
+    header = header.strip()
+    if header.isdigit():
+        return timedelta(seconds=int(header))
+    try:
+        when = parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        return None  # unreadable: our own backoff decides
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(timedelta(0), when - now)
