@@ -133,9 +133,8 @@ class Daemon:
     def steps(self) -> list[tuple[str, Step]]:
         """The work of one pass, in order."""
         steps: list[tuple[str, Step]] = [("rules", self._tick_rules)]
-        sender = self.config.sender
-        if sender is not None and not self.dry_run:
-            steps.append(("sender", lambda now: str(sender.run_once(now))))
+        if self.config.sender is not None and not self.dry_run:
+            steps.append(("sender", self._send))
         return steps
 
     def tick_once(self) -> bool:
@@ -196,6 +195,13 @@ class Daemon:
             f"late, {len(report.overdue)} overdue"
             + (" (dry run, nothing written)" if self.dry_run else "")
         )
+
+    def _send(self, now: datetime) -> str:
+        """One pass of the outbox sender. It logs its own pass when it sent, retried, held or
+        gave up on something; a pass with nothing to send stays out of the log."""
+        if self.config.sender is not None:
+            self.config.sender.run_once(now)
+        return ""
 
     def _between_batches(self) -> bool:
         """Asked before each transaction of a tick: whether to stop. A long catch-up keeps

@@ -60,9 +60,14 @@ class Records(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.lines: list[str] = []
+        self.levels: list[int] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         self.lines.append(record.getMessage())
+        self.levels.append(record.levelno)
+
+    def at_least(self, level: int) -> list[str]:
+        return [line for line, lv in zip(self.lines, self.levels, strict=True) if lv >= level]
 
     def text(self) -> str:
         return "\n".join(self.lines)
@@ -574,6 +579,25 @@ def test_the_sender_step_runs_after_the_rules_each_pass(
     daemon.tick_once()
     expected = [] if dry_run else [h.local("2026-11-23 08:00"), h.local("2026-11-23 09:00")]
     assert sender.passes == expected
+
+
+def test_an_idle_pass_keeps_out_of_the_log_and_a_busy_one_says_what_it_did(
+    make_site: Callable[[str], Harness], logs: Records
+) -> None:
+    h = make_site(DAILY)
+    daemon, clock = daemon_for(h, "2026-11-23 08:00")
+    assert [name for name, _ in daemon.steps()] == ["rules", "sender"]
+    daemon.tick_once()  # the rule starts: said once
+    started = len(logs.lines)
+    for minute in ("08:01", "08:02", "08:59"):
+        clock.set(h.local(f"2026-11-23 {minute}"))
+        daemon.tick_once()
+    assert logs.at_least(logging.INFO)[started:] == []
+    clock.set(h.local("2026-11-23 09:00"))
+    daemon.tick_once()
+    said = logs.at_least(logging.INFO)[started:]
+    assert any(line.startswith("fire fired daily-board") for line in said)
+    assert any("1 fired (0 late)" in line for line in said)
 
 
 @pytest.mark.postgres
