@@ -37,8 +37,8 @@ def small_pages(site, store):
 
 setup_logging("info")
 site = load_site(sys.argv[1])
-serve(site, SystemClock(), lambda: Store.open(site.store_url), interval=0.05,
-      configure=small_pages)
+serve(site, SystemClock(), lambda: Store.open(site.store_url, schema=site.store_schema),
+      interval=0.05, configure=small_pages)
 """
 
 CRMD = [sys.executable, "-c", "from crmd.cli import main; main()"]
