@@ -543,7 +543,7 @@ def demo(app: App, days: int, customers: int) -> None:
     from crmd.demo import load_demo
 
     count = load_demo(app.store, app.site, app.engine(), app.now, days=days, customers=customers)
-    click.echo(f"demo store ready at {app.store.safe_url}: {count} events")
+    click.echo(f"demo store ready at {app.store.where}: {count} events")
 
 
 @main.group(invoke_without_command=True)

@@ -77,14 +77,14 @@ class RuleLocks:
         try:
             conn = self.store.engine.connect()
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot connect to store {self.store.safe_url}: {exc}") from None
+            raise StoreError(f"cannot connect to store {self.store.where}: {exc}") from None
         try:
             try:
                 got = bool(conn.execute(*key.call("pg_try_advisory_lock")).scalar_one())
                 conn.commit()
             except SQLAlchemyError as exc:
                 raise StoreError(
-                    f"cannot lock rule {rule_id} in store {self.store.safe_url}: {exc}"
+                    f"cannot lock rule {rule_id} in store {self.store.where}: {exc}"
                 ) from None
             if not got:
                 logger.debug("rule %s is busy in another daemon; skipped", rule_id)

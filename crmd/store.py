@@ -170,7 +170,11 @@ class Store:
     def open(cls, url: str, *, schema: str | None = None, migrate: bool = True) -> Store:
         store = cls(url, schema=schema)
         if migrate:
-            store.migrate()
+            try:
+                store.migrate()
+            except BaseException:
+                store.dispose()  # close the session the failed migration used
+                raise
         return store
 
     def _alembic_config(self, connection: Connection) -> Config:

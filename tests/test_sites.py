@@ -13,6 +13,8 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 from daemon_child import CHILD, CRMD, RULES
-from sqlalchemy import func, select, text
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
 
 from crmd.cli import main
 from crmd.errors import ConfigError
@@ -310,10 +313,23 @@ def test_a_daemon_per_site_fires_each_sites_rules_and_status_counts_its_own(
             )
             assert result.returncode == 0, result.stderr
             assert [d["pid"] for d in json.loads(result.stdout)["daemons"]] == [child.pid]
+        # `crmd reload` of site A asks A's daemon only.
+        a, b = harnesses
+        result = subprocess.run(
+            [*CRMD, "--site", str(a.root), "reload"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"asked daemon PID {children[0].pid} to reload" in result.stdout
+        _wait_for_log(a.root / "daemon.log", "reloaded: 3 rules")
         for child in children:
             child.send_signal(signal.SIGTERM)
         for child in children:
             assert child.wait(30) == 0
+        assert "reloaded" not in (b.root / "daemon.log").read_text(errors="replace")
         for h in harnesses:
             assert "Traceback" not in (h.root / "daemon.log").read_text(errors="replace")
             name = h.site.store_schema
@@ -338,6 +354,16 @@ def _wait_for_fires(h: Harness, child: subprocess.Popen[bytes], at_least: int) -
             return
         time.sleep(0.1)
     raise AssertionError(f"{h.root.name}: fewer than {at_least} fires after 60 s")
+
+
+def _wait_for_log(path: Path, needle: str) -> None:
+    """Until the daemon's log says `needle`; bounded by 30 s."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if needle in path.read_text(errors="replace"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never said {needle!r}")
 
 
 # ------------------------------------------------------------------ migrations
@@ -382,3 +408,47 @@ def test_a_new_schema_is_made_and_migrated_on_first_use_beside_a_public_store(
             assert list(conn.execute(select(customers.c.name)).scalars()) == ["王五"]
     finally:
         again.store.dispose()
+
+
+@pytest.fixture
+def plain_role(pg_database: str) -> Iterator[str]:
+    """The store URL as a new login role that may not create schemas in the database."""
+    name = f"crmd_site_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(pg_database, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE ROLE {name} LOGIN"))
+    try:
+        yield make_url(pg_database).set(username=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            # Its sessions and its schema go first: a role that owns objects stays.
+            conn.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = :n"),
+                {"n": name},
+            )
+            conn.execute(text("DROP SCHEMA IF EXISTS dealer_c CASCADE"))
+            conn.execute(text(f"DROP ROLE {name}"))
+        admin.dispose()
+
+
+@pytest.mark.postgres
+def test_a_role_that_may_not_create_schemas_is_told_what_to_do(
+    plain_role: str, pg_database: str
+) -> None:
+    with pytest.raises(StoreError) as caught:
+        Store.open(plain_role, schema="dealer_c").dispose()
+    message = str(caught.value)
+    assert "cannot create schema dealer_c" in message
+    assert "permission denied" in message
+    role = make_url(plain_role).username
+    assert "CREATE SCHEMA dealer_c AUTHORIZATION <crmd's role>" in message
+    # An administrator makes the schema for the role: the site opens and migrates.
+    admin = create_engine(pg_database, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE SCHEMA dealer_c AUTHORIZATION {role}"))
+    admin.dispose()
+    store = Store.open(plain_role, schema="dealer_c")
+    try:
+        assert store.revision() == store.head_revision()
+    finally:
+        store.dispose()
