@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from daemon_child import CHILD, CRMD, RULES
+from daemon_child import CHILD, CRMD, RULES, wait_for_log
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
@@ -324,7 +324,7 @@ def test_a_daemon_per_site_fires_each_sites_rules_and_status_counts_its_own(
         )
         assert result.returncode == 0, result.stderr
         assert f"asked daemon PID {children[0].pid} to reload" in result.stdout
-        _wait_for_log(a.root / "daemon.log", "reloaded: 3 rules")
+        wait_for_log(a.root / "daemon.log", "reloaded: 3 rules")
         for child in children:
             child.send_signal(signal.SIGTERM)
         for child in children:
@@ -354,16 +354,6 @@ def _wait_for_fires(h: Harness, child: subprocess.Popen[bytes], at_least: int) -
             return
         time.sleep(0.1)
     raise AssertionError(f"{h.root.name}: fewer than {at_least} fires after 60 s")
-
-
-def _wait_for_log(path: Path, needle: str) -> None:
-    """Until the daemon's log says `needle`; bounded by 30 s."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if needle in path.read_text(errors="replace"):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{path} never said {needle!r}")
 
 
 # ------------------------------------------------------------------ migrations
