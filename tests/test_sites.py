@@ -232,6 +232,14 @@ def test_two_sites_in_one_database_never_see_each_other(
     assert len(crmd_json(a, "--now", "2026-11-06T12:30", "tasks", "--all")) == 1
     assert crmd_json(b, "outbox") == []
 
+    # Raw SQL of a site's store reads its own schema too (search_path).
+    for schema, name in (("dealer_a", "张三"), ("dealer_b", "李四")):
+        store = Store.open(pg_database, schema=schema)
+        try:
+            with store.read() as conn:
+                assert conn.execute(text("SELECT name FROM customers")).scalars().all() == [name]
+        finally:
+            store.dispose()
     # Nothing landed in the public schema, which stays an empty store of its own.
     public = Store.open(pg_database)
     try:
