@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 from daemon_child import CHILD, CRMD, RULES, wait_for_log
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import Connection, create_engine, func, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from crmd.cli import main
 from crmd.errors import ConfigError
@@ -40,7 +41,7 @@ from crmd.siteschema import (
     site_lock,
 )
 from crmd.store import Store, StoreError, application_name
-from crmd.tables import customers, fires, tasks
+from crmd.tables import customers, events, fires, tasks
 from crmd.testing import Harness
 
 # The same rule id in both sites, with different timing, roles and actions.
@@ -177,6 +178,20 @@ def two_sites(
     return a, b
 
 
+@pytest.fixture
+def two_harnesses(
+    two_sites: tuple[Path, Path], pg_database: str
+) -> Iterator[tuple[Harness, Harness]]:
+    """Sites A and B driven in this process, their store connections closed afterwards."""
+    ha = Harness(two_sites[0], store_url=pg_database)
+    hb = Harness(two_sites[1], store_url=pg_database)
+    try:
+        yield ha, hb
+    finally:
+        ha.store.dispose()
+        hb.store.dispose()
+
+
 def write_csv(path: Path, text_: str) -> str:
     path.write_text(text_, encoding="utf-8")
     return str(path)
@@ -252,27 +267,59 @@ def test_two_sites_in_one_database_never_see_each_other(
 
 @pytest.mark.postgres
 def test_the_same_rule_id_in_two_sites_runs_at_once(
-    two_sites: tuple[Path, Path], pg_database: str
+    two_harnesses: tuple[Harness, Harness],
 ) -> None:
     """Site A's daemon holding `sales-callback` does not stop site B's `sales-callback`."""
-    a, b = two_sites
-    ha, hb = Harness(a, store_url=pg_database), Harness(b, store_url=pg_database)
+    ha, hb = two_harnesses
+    for h in (ha, hb):
+        h.tick("2026-11-01 08:00")
+        h.customer("C001", name="张三", phone="13800138000")
+        h.event("sale.delivered", "2026-11-02 15:00", "C001", event_id="E1")
+    with RuleLocks(ha.store).hold("sales-callback") as mine:
+        assert mine  # a daemon of A is evaluating A's sales-callback
+        report_b = hb.tick("2026-11-06 12:00")
+        assert [f.rule_id for f in report_b.fires] == ["sales-callback"]
+        assert ha.tick("2026-11-06 12:00").fires == []  # A's own second daemon skips it
+    assert [f.rule_id for f in ha.tick("2026-11-06 12:01").fires] == ["sales-callback"]
+    assert [t.role for t in ha.tasks()] == ["sales_callback"]
+    assert [t.role for t in hb.tasks()] == ["bdc_agent"]
+
+
+@pytest.mark.postgres
+def test_event_writers_take_turns_within_a_site_not_across_sites(
+    two_harnesses: tuple[Harness, Harness], pg_database: str
+) -> None:
+    """While site A writes events, A's second writer waits and site B's does not."""
+    ha, hb = two_harnesses
+
+    def record(conn: Connection, h: Harness, event_id: str) -> None:
+        new = [NewEvent("sale.delivered", h.local("2026-11-20 09:00"), None, id=event_id)]
+        record_events(conn, new, h.site.event_types, h.local("2026-11-20 09:00"))
+
+    def write_within(store: Store, h: Harness, event_id: str, wait_ms: int) -> None:
+        with store.engine.begin() as conn:
+            conn.execute(text(f"SET LOCAL lock_timeout = '{wait_ms}ms'"))
+            record(conn, h, event_id)
+
+    other_a = Store.open(pg_database, schema="dealer_a", migrate=False)
+    first = ha.store.engine.connect()
     try:
-        for h in (ha, hb):
-            h.tick("2026-11-01 08:00")
-            h.customer("C001", name="张三", phone="13800138000")
-            h.event("sale.delivered", "2026-11-02 15:00", "C001", event_id="E1")
-        with RuleLocks(ha.store).hold("sales-callback") as mine:
-            assert mine  # a daemon of A is evaluating A's sales-callback
-            report_b = hb.tick("2026-11-06 12:00")
-            assert [f.rule_id for f in report_b.fires] == ["sales-callback"]
-            assert ha.tick("2026-11-06 12:00").fires == []  # A's own second daemon skips it
-        assert [f.rule_id for f in ha.tick("2026-11-06 12:01").fires] == ["sales-callback"]
-        assert [t.role for t in ha.tasks()] == ["sales_callback"]
-        assert [t.role for t in hb.tasks()] == ["bdc_agent"]
+        record(first, ha, "E1")  # uncommitted: A's event lock is held
+        write_within(hb.store, hb, "E1", 300)  # B goes through at once
+        with pytest.raises(OperationalError, match="lock timeout"):
+            write_within(other_a, ha, "E2", 300)  # A's second writer waits its turn
+        first.commit()
     finally:
-        ha.store.dispose()
-        hb.store.dispose()
+        first.close()
+        other_a.dispose()
+    write_within(ha.store, ha, "E2", 10_000)
+    with ha.store.read() as conn:
+        assert conn.execute(select(events.c.id).order_by(events.c.seq)).scalars().all() == [
+            "E1",
+            "E2",
+        ]
+    with hb.store.read() as conn:
+        assert conn.execute(select(events.c.id)).scalars().all() == ["E1"]
 
 
 @pytest.mark.postgres
