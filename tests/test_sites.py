@@ -497,3 +497,28 @@ def test_a_role_that_may_not_create_schemas_is_told_what_to_do(
         assert store.revision() == store.head_revision()
     finally:
         store.dispose()
+
+
+@pytest.mark.postgres
+def test_upgrading_a_site_changes_its_schema_only(pg_database: str) -> None:
+    """0003 rewrites old outbox states with raw SQL: in the site's schema, not in public."""
+    old_message = (
+        "INSERT INTO outbox (fire_id, rule_id, channel, recipient, subject, body, status, "
+        "not_before, attempts, created_at) VALUES (1, 'r', 'sms', '138', '', 'hi', 'failed', "
+        "now(), 3, now())"
+    )
+    stores = [Store(pg_database), Store(pg_database, schema="dealer_a")]
+    try:
+        for store in stores:  # the public store first, as a group that adds sites later
+            store.migrate("0002")
+            with store.write() as conn:
+                conn.execute(text(old_message))
+        stores[1].migrate()
+        with stores[1].read() as conn:
+            assert conn.execute(text("SELECT status FROM outbox")).scalars().all() == ["dead"]
+        assert (stores[0].revision(), stores[1].revision()) == ("0002", "0004")
+        with stores[0].read() as conn:
+            assert conn.execute(text("SELECT status FROM outbox")).scalars().all() == ["failed"]
+    finally:
+        for store in stores:
+            store.dispose()
