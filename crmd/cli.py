@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+from sqlalchemy import Connection, Row
 
 from crmd import outbox as ox
 from crmd import queries as q
@@ -28,7 +29,7 @@ from crmd.logs import setup_logging
 from crmd.rule import RuleSet
 from crmd.ruleset import load_rules
 from crmd.site import Site, load_site
-from crmd.store import Store, Unit
+from crmd.store import Store, Unit, application_name
 from crmd.view import (
     fire_json,
     fires_table,
@@ -68,7 +69,7 @@ class App:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store.open(self.site.store_url)
+            self._store = Store.open(self.site.store_url, schema=self.site.store_schema)
         return self._store
 
     def close(self) -> None:
@@ -420,12 +421,8 @@ def reload(app: App) -> None:
 
 def _reload_shared(app: App, rules: int) -> None:
     """Reload the daemons of this host that share a PostgreSQL store (SIGHUP to each)."""
-    from crmd.store import application_name
-
     with app.store.read() as conn:
-        live = q.live_session_names(conn)
-        beats = q.heartbeats(conn)
-    running = [b for b in beats if b.state == "running" and application_name(b.host, b.pid) in live]
+        running = _live_daemons(app, conn)
     host = socket.gethostname()
     here = [b.pid for b in running if b.host == host]
     if not here:
@@ -440,6 +437,16 @@ def _reload_shared(app: App, rules: int) -> None:
     )
 
 
+def _live_daemons(app: App, conn: Connection) -> list[Row[Any]]:
+    """The daemons of this site (in its schema) whose sessions are open on PostgreSQL."""
+    live = q.live_session_names(conn)
+    return [
+        b
+        for b in q.heartbeats(conn)
+        if b.state == "running" and application_name(b.host, b.pid, app.store.schema) in live
+    ]
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
@@ -449,21 +456,17 @@ def status(app: App, as_json: bool) -> None:
     Exits 0 when a daemon is running, 3 when none is (like `systemctl status`).
     """
     from crmd.instance import running_pid
-    from crmd.store import application_name
 
     with app.store.read() as conn:
         beats = q.heartbeats(conn)
         counts = q.work_counts(conn, app.now)
-        live = set() if app.store.is_sqlite else q.live_session_names(conn)
+        # Several daemons may share a PostgreSQL store: those whose sessions are open.
+        running = [] if app.store.is_sqlite else _live_daemons(app, conn)
     if app.store.is_sqlite:
         pid = running_pid(app.site)
         beat = beats[0] if beats else None
         running = [] if pid is None else beats[:1]
     else:
-        # Several daemons may share a PostgreSQL store: those whose sessions are open.
-        running = [
-            b for b in beats if b.state == "running" and application_name(b.host, b.pid) in live
-        ]
         beat = running[0] if running else (beats[0] if beats else None)
         pid = beat.pid if running and beat is not None else None
     last_tick = beat.last_tick_at if beat is not None else None
@@ -472,6 +475,7 @@ def status(app: App, as_json: bool) -> None:
         "running": pid is not None,
         "pid": pid if pid and pid > 0 else (beat.pid if beat is not None and pid else None),
         "store": app.store.safe_url,
+        "schema": app.store.schema,
         "started_at": beat.started_at.isoformat() if beat is not None else None,
         "last_tick_at": last_tick.isoformat() if last_tick is not None else None,
         "lag_seconds": None if lag is None else round(lag, 1),
@@ -539,7 +543,7 @@ def demo(app: App, days: int, customers: int) -> None:
     from crmd.demo import load_demo
 
     count = load_demo(app.store, app.site, app.engine(), app.now, days=days, customers=customers)
-    click.echo(f"demo store ready at {app.store.safe_url}: {count} events")
+    click.echo(f"demo store ready at {app.store.where}: {count} events")
 
 
 @main.group(invoke_without_command=True)

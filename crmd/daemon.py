@@ -271,7 +271,7 @@ class Daemon:
         return True
 
     def _status_text(self) -> str:
-        return f"{len(self.engine.rules)} rules, store {self.store.safe_url}"
+        return f"{len(self.engine.rules)} rules, store {self.store.where}"
 
     # ------------------------------------------------------------ the loop
 
@@ -281,7 +281,7 @@ class Daemon:
         logger.info(
             "crmd running: site %s, store %s, %d rules, every %ss",
             self.site.root,
-            self.store.safe_url,
+            self.store.where,
             len(self.engine.rules),
             self.interval,
         )

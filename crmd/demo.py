@@ -39,7 +39,7 @@ def load_demo(
     with store.read() as conn:
         if q.max_event_seq(conn):
             raise CrmdError(
-                f"the store {store.safe_url} already has events; the demo only fills an empty "
+                f"the store {store.where} already has events; the demo only fills an empty "
                 f"store (remove the file to start over)"
             )
     rng = random.Random(20261123)

@@ -13,6 +13,7 @@ import yaml
 
 from crmd.errors import ConfigError
 from crmd.events import BUILTIN_EVENT_TYPES
+from crmd.siteschema import schema_problem, site_schema
 from crmd.workcal import WorkCalendar
 
 DEFAULT_ROLES: tuple[str, ...] = (
@@ -28,7 +29,7 @@ DEFAULT_ROLES: tuple[str, ...] = (
     "gm",
 )
 SETTINGS_FILE = "site.yaml"
-SETTINGS_KEYS = {"name", "timezone", "store", "roles", "event_types", "calendar"}
+SETTINGS_KEYS = {"name", "timezone", "store", "store_schema", "roles", "event_types", "calendar"}
 CALENDAR_KEYS = {"published_through", "days_off", "working_days"}
 
 
@@ -38,6 +39,8 @@ class Site:
     name: str = "crmd"
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
     store_url: str = ""
+    # The PostgreSQL schema of this site's tables; None: the public schema (crmd.siteschema).
+    store_schema: str | None = None
     roles: tuple[str, ...] = DEFAULT_ROLES
     event_types: tuple[str, ...] = BUILTIN_EVENT_TYPES
     calendar: WorkCalendar = field(default_factory=WorkCalendar)
@@ -63,11 +66,27 @@ def _dates(values: Any, where: str) -> list[date]:
     return list(values)
 
 
+def _store_schema(settings: dict[str, Any], path: Path) -> str | None:
+    """The site's schema from $CRMD_STORE_SCHEMA or `store_schema`, its name checked."""
+    from_env = os.environ.get("CRMD_STORE_SCHEMA")
+    value = from_env or settings.get("store_schema")
+    where = "CRMD_STORE_SCHEMA" if from_env else f"{path}: store_schema"
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"{where} must be a schema name like dealer_a")
+    problem = schema_problem(value)
+    if problem is not None:
+        raise ConfigError(f"{where} {value!r} is not a schema name crmd can use: {problem}")
+    return site_schema(value)
+
+
 def load_site(root: Path | str | None = None) -> Site:
     """Read `site.yaml` (all keys optional) from a site directory.
 
     The directory comes from the argument, else $CRMD_SITE, else the current directory.
-    $CRMD_STORE_URL overrides the store URL, so secrets in a PostgreSQL URL stay out of files.
+    $CRMD_STORE_URL overrides the store URL, so secrets in a PostgreSQL URL stay out of files;
+    $CRMD_STORE_SCHEMA overrides the store schema.
     """
     root = Path(root or os.environ.get("CRMD_SITE") or ".").resolve()
     if not root.is_dir():
@@ -121,6 +140,7 @@ def load_site(root: Path | str | None = None) -> Site:
         name=str(settings.get("name", root.name)),
         timezone=tz,
         store_url=store_url,
+        store_schema=_store_schema(settings, path),
         roles=tuple(roles),
         event_types=BUILTIN_EVENT_TYPES
         + tuple(t for t in extra_types if t not in BUILTIN_EVENT_TYPES),

@@ -1,6 +1,8 @@
 """The store: opening, migrating and transactions. Queries live in crmd/queries.py.
 
 SQLite (WAL) is the embedded default; any SQLAlchemy URL works (PostgreSQL to scale out).
+On PostgreSQL a site may keep its tables in a schema of its own, so that several sites
+share one database (crmd.siteschema).
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DataError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DataError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from crmd.errors import CrmdError
+from crmd.siteschema import MIGRATE_KEY, schema_problem, site_lock, site_schema
 
 logger = logging.getLogger(__name__)
 
@@ -64,16 +67,29 @@ KEEPALIVE_OPTIONS = (
 )
 
 
-def application_name(host: str | None = None, pid: int | None = None) -> str:
+def application_name(
+    host: str | None = None, pid: int | None = None, schema: str | None = None
+) -> str:
     """How this process's PostgreSQL sessions are named; `crmd status` finds live daemons
-    by it (the server keeps 63 bytes)."""
+    by it (the server keeps 63 bytes).
+
+    `crmd PID HOST` in the public schema, `crmd PID SCHEMA HOST` in a site's schema, so the
+    daemons of one site are told from those of another on the same host.
+    """
     host = socket.gethostname() if host is None else host
     pid = os.getpid() if pid is None else pid
-    return f"crmd {pid} {host}".encode()[:63].decode(errors="ignore")
+    site = "" if schema is None else f" {schema}"
+    return f"crmd {pid}{site} {host}".encode()[:63].decode(errors="ignore")
 
 
-# The advisory lock (namespace "crmd", key) that lets one process at a time migrate.
-MIGRATE_LOCK = (0x63726D64, 3)
+def _search_path_setup(engine: Engine, schema: str) -> None:
+    """Every session looks up unqualified names in the site's schema (raw SQL included)."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        with dbapi_conn.cursor() as cur:
+            cur.execute(f'SET search_path TO "{schema}"')
+        dbapi_conn.commit()
 
 
 class Stopped(Exception):
@@ -84,12 +100,22 @@ class Stopped(Exception):
 
 
 class Store:
-    """A crmd store at a SQLAlchemy URL."""
+    """A crmd store at a SQLAlchemy URL; on PostgreSQL, optionally in a site's own schema."""
 
-    def __init__(self, url: str, *, echo: bool = False, busy_timeout_ms: int = 10000) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        echo: bool = False,
+        busy_timeout_ms: int = 10000,
+    ) -> None:
         self.url = url
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        self.schema = site_schema(schema)
+        if self.schema is not None:
+            self._check_schema(parsed.get_backend_name())
         kwargs: dict[str, Any] = {"echo": echo}
         if self.is_sqlite:
             database = parsed.database or ""
@@ -103,50 +129,97 @@ class Store:
                 if "options" not in parsed.query:
                     connect["options"] = KEEPALIVE_OPTIONS
                 if "application_name" not in parsed.query:
-                    connect["application_name"] = application_name()
+                    connect["application_name"] = application_name(schema=self.schema)
                 kwargs["connect_args"] = connect
+        if self.schema is not None:
+            # Every table of crmd.tables (schema None) is the site schema's table.
+            kwargs["execution_options"] = {"schema_translate_map": {None: self.schema}}
         try:
             self.engine = create_engine(url, **kwargs)
         except (SQLAlchemyError, ImportError) as exc:
             raise StoreError(f"cannot open store {self.safe_url}: {exc}") from None
         if self.is_sqlite:
             _sqlite_setup(self.engine, busy_timeout_ms)
+        if self.schema is not None:
+            _search_path_setup(self.engine, self.schema)
+
+    def _check_schema(self, backend: str) -> None:
+        assert self.schema is not None
+        if backend != "postgresql":
+            where = "its own SQLite file" if self.is_sqlite else "a store of its own"
+            raise StoreError(
+                f"store_schema {self.schema!r} needs a PostgreSQL store, and {self.safe_url} "
+                f"is {backend}: on {backend} each site has {where}; remove store_schema "
+                f"(or CRMD_STORE_SCHEMA) or point the site at PostgreSQL"
+            )
+        problem = schema_problem(self.schema)
+        if problem is not None:
+            raise StoreError(f"store_schema {self.schema!r} cannot be used: {problem}")
 
     @property
     def safe_url(self) -> str:
         """The URL with any password hidden, for messages and logs."""
         return make_url(self.url).render_as_string(hide_password=True)
 
+    @property
+    def where(self) -> str:
+        """The URL, and the schema if the site has one, for messages."""
+        return self.safe_url if self.schema is None else f"{self.safe_url} (schema {self.schema})"
+
     @classmethod
-    def open(cls, url: str, *, migrate: bool = True) -> Store:
-        store = cls(url)
+    def open(cls, url: str, *, schema: str | None = None, migrate: bool = True) -> Store:
+        store = cls(url, schema=schema)
         if migrate:
-            store.migrate()
+            try:
+                store.migrate()
+            except BaseException:
+                store.dispose()  # close the session the failed migration used
+                raise
         return store
 
     def _alembic_config(self, connection: Connection) -> Config:
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         cfg.attributes["connection"] = connection
+        cfg.attributes["schema"] = self.schema
         return cfg
 
     def migrate(self, revision: str = "head") -> None:
-        """Bring the schema to `revision`, keeping every row (Alembic migrations)."""
+        """Bring the schema to `revision`, keeping every row (Alembic migrations).
+
+        A site schema that does not exist yet is created first.
+        """
         try:
             with self.engine.begin() as conn:
                 if not self.is_sqlite:
                     # Daemons started together on one PostgreSQL store migrate one by one.
-                    conn.execute(
-                        text("SELECT pg_advisory_xact_lock(:ns, :key)"),
-                        dict(zip(("ns", "key"), MIGRATE_LOCK, strict=True)),
-                    )
+                    conn.execute(*site_lock(self.schema, MIGRATE_KEY).call("pg_advisory_xact_lock"))
+                if self.schema is not None:
+                    self._create_schema(conn)
                 command.upgrade(self._alembic_config(conn), revision)
         except OperationalError as exc:
-            raise StoreError(f"cannot migrate store {self.safe_url}: {exc.orig}") from None
+            raise StoreError(f"cannot migrate store {self.where}: {exc.orig}") from None
+
+    def _create_schema(self, conn: Connection) -> None:
+        exists = conn.execute(
+            text("SELECT 1 FROM pg_namespace WHERE nspname = :name"), {"name": self.schema}
+        ).first()
+        if exists:
+            return  # a role without CREATE on the database may use a schema made for it
+        try:
+            conn.execute(text(f'CREATE SCHEMA "{self.schema}"'))
+        except ProgrammingError as exc:
+            raise StoreError(
+                f"cannot create schema {self.schema} in store {self.safe_url}: "
+                f"{str(exc.orig).strip()}; create it as the database owner "
+                f"(CREATE SCHEMA {self.schema} AUTHORIZATION <crmd's role>) and start again"
+            ) from None
+        logger.info("created schema %s in store %s", self.schema, self.safe_url)
 
     def revision(self) -> str | None:
         with self.read() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            opts = {"version_table_schema": self.schema}
+            return MigrationContext.configure(conn, opts=opts).get_current_revision()
 
     def head_revision(self) -> str | None:
         cfg = Config()
@@ -162,13 +235,13 @@ class Store:
         except OperationalError as exc:
             # "database is locked", a full disk, a read-only file: say so plainly.
             raise StoreError(
-                f"cannot write to store {self.safe_url}: {exc.orig}; nothing from this "
+                f"cannot write to store {self.where}: {exc.orig}; nothing from this "
                 f"operation was saved, try again once the cause is cleared"
             ) from None
         except DataError as exc:
             # PostgreSQL checks column widths (an id longer than 64 characters); SQLite not.
             raise StoreError(
-                f"cannot write to store {self.safe_url}: {str(exc.orig).strip()}; nothing "
+                f"cannot write to store {self.where}: {str(exc.orig).strip()}; nothing "
                 f"from this operation was saved, shorten the value and try again"
             ) from None
 

@@ -26,7 +26,8 @@ from crmd.tables import events, fires, outbox, tasks
 class Harness:
     """A site directory with a real store, rules from YAML, and time passed in.
 
-    The store is the site's SQLite file unless `store_url` names another (PostgreSQL).
+    The store is the site's SQLite file unless `store_url` names another (PostgreSQL), in
+    the schema that the site's settings name (`store_schema`), if any.
     """
 
     def __init__(self, root: Path, rules_yaml: str | None = None, store_url: str | None = None):
@@ -36,7 +37,9 @@ class Harness:
             (root / "rules" / "test.yaml").write_text(rules_yaml, encoding="utf-8")
         self.root = root
         self.site: Site = load_site(root)
-        self.store = Store.open(store_url or f"sqlite:///{root / 'store' / 'crmd.db'}")
+        self.store = Store.open(
+            store_url or f"sqlite:///{root / 'store' / 'crmd.db'}", schema=self.site.store_schema
+        )
         self.engine = Engine(self.site, load_rules(self.site))
 
     def reload(self, rules_yaml: str) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import time
+from pathlib import Path
 
 RULES = """
 rules:
@@ -24,6 +26,8 @@ rules:
 # A daemon whose engine commits five fires per transaction, so a kill lands between many.
 CHILD = """
 import sys
+import time
+from pathlib import Path
 from crmd.clock import SystemClock
 from crmd.daemon import load_config, serve
 from crmd.logs import setup_logging
@@ -37,8 +41,18 @@ def small_pages(site, store):
 
 setup_logging("info")
 site = load_site(sys.argv[1])
-serve(site, SystemClock(), lambda: Store.open(site.store_url), interval=0.05,
-      configure=small_pages)
+serve(site, SystemClock(), lambda: Store.open(site.store_url, schema=site.store_schema),
+      interval=0.05, configure=small_pages)
 """
 
 CRMD = [sys.executable, "-c", "from crmd.cli import main; main()"]
+
+
+def wait_for_log(log: Path, line: str) -> None:
+    """Until a daemon's log shows `line`; bounded by 30 s."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if line in log.read_text(errors="replace"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{line!r} not in {log}")

@@ -514,12 +514,7 @@ def test_one_log_line_per_fire_task_and_message(
 
 
 def test_the_shipped_unit_file_asks_for_notify_watchdog_credentials_and_hardening() -> None:
-    unit = (Path(__file__).parent.parent / "packaging" / "systemd" / "crmd.service").read_text()
-    settings: dict[str, list[str]] = {}
-    for line in unit.splitlines():
-        if "=" in line and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            settings.setdefault(key, []).append(value)
+    settings = unit_settings("crmd.service")
     assert settings["Type"] == ["notify"]
     assert settings["WatchdogSec"]
     assert settings["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
@@ -532,6 +527,39 @@ def test_the_shipped_unit_file_asks_for_notify_watchdog_credentials_and_hardenin
     store_dir = str(Path(store_url.removeprefix("CRMD_STORE_URL=sqlite:///")).parent)
     assert settings["ReadWritePaths"] == [store_dir]
     assert settings["StateDirectory"] == [Path(store_dir).name]
+
+
+def unit_settings(name: str) -> dict[str, list[str]]:
+    unit = (Path(__file__).parent.parent / "packaging" / "systemd" / name).read_text()
+    settings: dict[str, list[str]] = {}
+    for line in unit.splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            settings.setdefault(key, []).append(value)
+    return settings
+
+
+def test_the_template_unit_runs_one_site_of_a_shared_store_like_the_single_unit() -> None:
+    """crmd@SITE.service: the site from its instance name, the store URL from a file, and
+    otherwise the very settings of crmd.service (hardening, watchdog, reload)."""
+    single, template = unit_settings("crmd.service"), unit_settings("crmd@.service")
+    assert template["Environment"] == [
+        "CRMD_SITE=/etc/crmd/sites/%i",
+        "CRMD_LOG_LEVEL=info",
+    ]
+    assert template["EnvironmentFile"] == ["/etc/crmd/store.env"]
+    assert template["LoadCredential"] == [
+        "twilio-token:/etc/crmd/sites/%i/credentials/twilio-token",
+        "smtp-password:/etc/crmd/sites/%i/credentials/smtp-password",
+    ]
+    # No local store: nothing to write, so no state directory.
+    local = {"StateDirectory", "StateDirectoryMode", "ReadWritePaths"}
+    assert local <= set(single)
+    assert not local & set(template)
+    differ = {"Description", "Environment", "EnvironmentFile", "LoadCredential"}
+    assert {k: v for k, v in template.items() if k not in differ} == {
+        k: v for k, v in single.items() if k not in differ | local
+    }
 
 
 def test_skip_after_takes_calendar_time_only(make_site: Callable[[str], Harness]) -> None:

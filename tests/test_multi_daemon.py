@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from channel_site import sms_yaml
-from daemon_child import CHILD, CRMD, RULES
+from daemon_child import CHILD, CRMD, RULES, wait_for_log
 from fakes import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from sqlalchemy import create_engine, func, select, text
 
@@ -110,7 +110,7 @@ def test_three_daemons_one_killed_every_fire_and_message_once(
         for n, child in enumerate(children):
             if n != victim:
                 assert str(child.pid) in result.stdout
-                _wait_for_log(h.root / f"daemon-{n}.log", "reloaded: 3 rules")
+                wait_for_log(h.root / f"daemon-{n}.log", "reloaded: 3 rules")
         for child in survivors:
             child.send_signal(signal.SIGTERM)
         for child in survivors:
@@ -217,13 +217,3 @@ def _wait_until_done(h: Harness, survivors: list[subprocess.Popen[bytes]]) -> No
                 return
         time.sleep(0.1)
     raise AssertionError(f"not done in time: fires, sent, events = {last}")
-
-
-def _wait_for_log(log: Path, line: str) -> None:
-    """Until the log shows `line`; bounded by 30 s."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if line in log.read_text(errors="replace"):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{line!r} not in {log}")

@@ -12,6 +12,8 @@ if connection is None:
 
 context.configure(
     connection=connection,
+    # A site in a schema of its own keeps its migration state there too (crmd.siteschema).
+    version_table_schema=context.config.attributes.get("schema"),
     target_metadata=metadata,
     render_as_batch=True,  # SQLite can only alter tables by copying them
     compare_type=True,
