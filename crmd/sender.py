@@ -38,6 +38,7 @@ from crmd.channels.base import (
 from crmd.channels.secrets import redact
 from crmd.channels.settings import ChannelSet, ChannelSettings, load_channels
 from crmd.phones import mask_address
+from crmd.sharing import lock_channel_for_transaction
 from crmd.site import Site
 from crmd.store import Store
 
@@ -206,6 +207,10 @@ class Sender:
                 report.deferred += 1
                 return True
             limit = settings.rate_limit
+            if limit:
+                # Another daemon's sender may be counting this channel right now: take
+                # turns, so that together they never exceed the limit.
+                lock_channel_for_transaction(conn, row.channel)
             if limit and ox.sent_since(conn, row.channel, now - limit.per) >= limit.count:
                 skip.add(row.channel)
                 return True

@@ -12,6 +12,8 @@ crash finds its fires done.
 
 Event inserts take a transaction-scoped lock too, so event `seq` values become visible in
 order: a rule's event cursor never passes an event still being written by another daemon.
+So does the sender's check of a channel's rate limit: senders count and claim one at a
+time, so several daemons together never send more than the limit.
 
 On SQLite none of this applies: one daemon per store, enforced by `crmd.instance`.
 """
@@ -30,6 +32,7 @@ from crmd.siteschema import (
     NAMESPACE,
     RULES_NAMESPACE,
     START_KEY,
+    channel_lock,
     rule_key,
     rule_lock,
     schema_of,
@@ -43,6 +46,7 @@ __all__ = [
     "RULES_NAMESPACE",
     "START_KEY",
     "RuleLocks",
+    "lock_channel_for_transaction",
     "lock_for_transaction",
     "rule_key",
 ]
@@ -58,6 +62,12 @@ def lock_for_transaction(conn: Connection, key: int) -> None:
     """Wait for a site-wide lock held until this transaction ends (PostgreSQL only)."""
     if is_postgres(conn):
         conn.execute(*site_lock(schema_of(conn), key).call("pg_advisory_xact_lock"))
+
+
+def lock_channel_for_transaction(conn: Connection, channel: str) -> None:
+    """Wait for a channel's rate-limit lock, held until this transaction ends (PostgreSQL)."""
+    if is_postgres(conn):
+        conn.execute(*channel_lock(schema_of(conn), channel).call("pg_advisory_xact_lock"))
 
 
 class RuleLocks:

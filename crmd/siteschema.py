@@ -27,6 +27,8 @@ from sqlalchemy import Connection, TextClause, text
 NAMESPACE = 0x63726D64
 # Rule locks use the next namespace, with the CRC-32 of the rule id as the second key.
 RULES_NAMESPACE = NAMESPACE + 1
+# Channel rate-limit locks use the one after, with the CRC-32 of the channel name.
+CHANNELS_NAMESPACE = NAMESPACE + 2
 # Second keys of the site-wide locks.
 EVENTS_KEY = 1
 START_KEY = 2
@@ -108,3 +110,11 @@ def rule_lock(schema: str | None, rule_id: str) -> LockKey:
     if schema is None:
         return LockKey((RULES_NAMESPACE, rule_key(rule_id)))
     return LockKey((_key64(f"crmd/{schema}/rule/{rule_id}"),))
+
+
+def channel_lock(schema: str | None, channel: str) -> LockKey:
+    """The lock under which one sender at a time counts a channel's sends against its
+    rate limit and claims the next message."""
+    if schema is None:
+        return LockKey((CHANNELS_NAMESPACE, rule_key(channel)))
+    return LockKey((_key64(f"crmd/{schema}/channel/{channel}"),))

@@ -54,11 +54,17 @@ def email_yaml(port: int, **extra: str) -> str:
 class ChannelSite(Harness):
     """A Harness whose site has channel files, and a sender with a seeded random source."""
 
-    def __init__(self, root: Path, channels: Mapping[str, str], env: Mapping[str, str]):
+    def __init__(
+        self,
+        root: Path,
+        channels: Mapping[str, str],
+        env: Mapping[str, str],
+        store_url: str | None = None,
+    ):
         (root / "channels").mkdir(parents=True, exist_ok=True)
         for name, text in channels.items():
             (root / "channels" / f"{name}.yaml").write_text(text, encoding="utf-8")
-        super().__init__(root, RULES)
+        super().__init__(root, RULES, store_url)
         self.env = dict(env)
         self.customer("C1", name="张三", phone="13800138000", email="zhang@example.com")
         self.sender = self.new_sender()

@@ -3,15 +3,17 @@ SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from channel_site import T0, ChannelSite, sms_yaml
 from fakes import FakeTwilio
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 
 from crmd.sender import Sender
+from crmd.sharing import lock_channel_for_transaction
 from crmd.site import load_site
 from crmd.store import Store
 from crmd.tables import outbox
@@ -78,4 +80,32 @@ def test_the_sender_on_postgresql(
     assert {site.message(first).status, site.message(second).status} == {"sent"}
     assert len(fake_twilio.messages) == 2
     assert site.send(seconds=120 + timedelta(hours=1).total_seconds()).sent == 0
+    site.store.dispose()
+
+
+@pytest.mark.postgres
+def test_senders_of_several_daemons_take_turns_at_a_rate_limit(
+    tmp_path: Path, pg_database: str, fake_twilio: FakeTwilio, provider_env: dict[str, str]
+) -> None:
+    channels = {"sms": sms_yaml(fake_twilio.url, rate_limit="{count: 1, per: hour}")}
+    site = ChannelSite(tmp_path / "site", channels, provider_env, store_url=pg_database)
+    first, second = site.queue("一"), site.queue("二")
+    other = Store(pg_database)  # another daemon's sender, between its count and its commit
+    sending = threading.Thread(target=site.send)
+    with other.write() as conn:
+        lock_channel_for_transaction(conn, "sms")
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.id == first)
+            .values(status="sending", claimed_at=T0, claim_token="other", attempts=1)
+        )
+        sending.start()
+        sending.join(timeout=1)
+        assert sending.is_alive()  # it waits to count until the other claim is committed
+    sending.join(timeout=60)
+    assert not sending.is_alive()
+    # The other daemon's claim used the one message an hour: this sender sent nothing.
+    assert fake_twilio.messages == []
+    assert site.message(second).status == "queued"
+    other.dispose()
     site.store.dispose()

@@ -32,10 +32,12 @@ from crmd.intake import NewEvent, record_events, upsert_customers
 from crmd.sharing import RuleLocks, rule_key
 from crmd.site import load_site
 from crmd.siteschema import (
+    CHANNELS_NAMESPACE,
     EVENTS_KEY,
     NAMESPACE,
     RULES_NAMESPACE,
     START_KEY,
+    channel_lock,
     rule_lock,
     schema_problem,
     site_lock,
@@ -148,6 +150,10 @@ def test_lock_keys_differ_per_site_and_stay_as_they_were_without_a_schema() -> N
     assert len(rule_keys) == 3
     site_keys = {site_lock(s, k) for s in (None, "dealer_a", "dealer_b") for k in (1, 2, 3)}
     assert len(site_keys) == 9
+    # A channel's rate-limit lock is the site's own, and never a rule's of the same name.
+    sms_keys = {channel_lock(s, "sms") for s in (None, "dealer_a", "dealer_b")}
+    assert len(sms_keys | {rule_lock(s, "sms") for s in (None, "dealer_a", "dealer_b")}) == 6
+    assert channel_lock(None, "sms").values == (CHANNELS_NAMESPACE, rule_key("sms"))
     # Without a schema, the keys crmd always used, so older daemons still take turns.
     assert rule_lock(None, "sales-callback").values == (RULES_NAMESPACE, rule_key("sales-callback"))
     assert site_lock(None, EVENTS_KEY).values == (NAMESPACE, 1)
