@@ -42,6 +42,9 @@ logger = logging.getLogger(__name__)
 
 # A clock reading this far behind the previous tick's is reported as a backward jump.
 CLOCK_SLACK = timedelta(seconds=2)
+# A daemon's row in the `daemon` table not updated for this long is deleted when another
+# daemon starts: `crmd status` has nothing to say about it any more.
+FORGET_AFTER = timedelta(days=7)
 
 
 class OutboxSender(Protocol):
@@ -219,6 +222,7 @@ class Daemon:
         """Record this daemon's state for `crmd status`; a store failure here is only logged."""
         if self.dry_run:
             return
+        heard = self.clock.now()
         values = {
             "host": socket.gethostname(),
             "pid": os.getpid(),
@@ -226,13 +230,23 @@ class Daemon:
             "started_at": self.started_at,
             "rules": len(self.engine.rules),
             "last_error": self.last_error or self.reload_error,
-            "updated_at": self.clock.now(),
+            "updated_at": heard,
         }
         if now is not None:
             values.update(last_tick_at=now, last_tick_seconds=seconds)
         try:
             with self.store.write() as conn:
                 q.save_heartbeat(conn, self.id, **values)
+                if now is None and state == "running":
+                    # At start: each daemon on PostgreSQL has a row of its own (its pid is
+                    # in the id), so rows of daemons long gone would pile up over the years.
+                    forgotten = q.forget_heartbeats(conn, heard - FORGET_AFTER, self.id)
+                    if forgotten:
+                        logger.info(
+                            "forgot %d daemon(s) not heard from in %d days",
+                            forgotten,
+                            FORGET_AFTER.days,
+                        )
         except StoreError as exc:
             logger.debug("heartbeat not saved: %s", exc)
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, and_, func, insert, or_, select, text, update
+from sqlalchemy import Connection, Row, Table, and_, delete, func, insert, or_, select, text, update
 
 from crmd.sharing import EVENTS_KEY, lock_for_transaction
 from crmd.tables import (
@@ -418,6 +418,12 @@ def save_heartbeat(conn: Connection, daemon_id: str, **values: Any) -> None:
     if conn.execute(update(daemon).where(daemon.c.id == daemon_id).values(**values)).rowcount:
         return
     conn.execute(insert(daemon).values(id=daemon_id, **values))
+
+
+def forget_heartbeats(conn: Connection, before: datetime, keep: str) -> int:
+    """Delete the rows of daemons not heard from since `before` (all but `keep`)."""
+    query = delete(daemon).where(daemon.c.updated_at < before, daemon.c.id != keep)
+    return int(conn.execute(query).rowcount)
 
 
 def heartbeats(conn: Connection) -> list[Row[Any]]:

@@ -628,6 +628,36 @@ def test_an_idle_pass_keeps_out_of_the_log_and_a_busy_one_says_what_it_did(
     assert any("1 fired (0 late)" in line for line in said)
 
 
+def test_a_starting_daemon_forgets_daemons_not_heard_from_in_a_week(
+    make_site: Callable[[str], Harness], site_store: str | None
+) -> None:
+    from crmd import queries as q
+
+    h = make_site(DAILY)
+    daemon, _ = daemon_for(h, "2026-11-23 08:00")
+    now = h.local("2026-11-23 08:00")
+    with h.store.write() as conn:
+        for name, heard in (("gone", timedelta(days=7, seconds=1)), ("recent", timedelta(days=7))):
+            q.save_heartbeat(
+                conn,
+                f"old-host:{name}",
+                host="old-host",
+                pid=1,
+                state="stopped",
+                started_at=now - heard,
+                rules=1,
+                updated_at=now - heard,
+            )
+    # Not the main thread: the daemon leaves the test process's signal handlers alone.
+    running = threading.Thread(target=daemon.run, kwargs={"once": True})
+    running.start()
+    running.join(timeout=60)
+    assert not running.is_alive()
+    with h.store.read() as conn:
+        ids = sorted(beat.id for beat in q.heartbeats(conn))
+    assert ids == sorted([daemon.id, "old-host:recent"])
+
+
 @pytest.mark.postgres
 def test_heartbeat_and_work_counts_on_postgresql(tmp_path: Path, pg_database: str) -> None:
     from crmd import queries as q
