@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, Table, and_, func, insert, or_, select, text, update
 
+from crmd.bulkwrite import allocate_ids, fast_ids, insert_many
 from crmd.sharing import EVENTS_KEY, lock_for_transaction
 from crmd.tables import (
     customers,
@@ -178,7 +179,7 @@ def insert_events(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     """
     if rows:
         lock_for_transaction(conn, EVENTS_KEY)
-        conn.execute(insert(events), list(rows))
+        insert_many(conn, events, rows)
 
 
 def existing_ids(conn: Connection, table: Table, ids: Iterable[str]) -> set[str]:
@@ -239,26 +240,30 @@ def existing_fire_keys(conn: Connection, keys: Iterable[str]) -> set[str]:
 
 
 def insert_fires(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
-    if not rows:
-        return []
-    result = conn.execute(
-        insert(fires).returning(fires.c.id, sort_by_parameter_order=True), list(rows)
-    )
-    return [r.id for r in result]
+    """Ledger rows; returns their ids, in order. A key already there raises IntegrityError."""
+    return _insert_with_ids(conn, fires, rows)
 
 
 def insert_tasks(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    return _insert_with_ids(conn, tasks, rows)
+
+
+def _insert_with_ids(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Insert rows and return their new ids in the rows' order."""
     if not rows:
         return []
-    result = conn.execute(
-        insert(tasks).returning(tasks.c.id, sort_by_parameter_order=True), list(rows)
-    )
-    return [r.id for r in result]
+    if not fast_ids(conn):
+        result = conn.execute(
+            insert(table).returning(table.c.id, sort_by_parameter_order=True), list(rows)
+        )
+        return [r.id for r in result]
+    ids = allocate_ids(conn, table, len(rows))
+    insert_many(conn, table, [{"id": i, **row} for i, row in zip(ids, rows, strict=True)])
+    return ids
 
 
 def insert_outbox(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    if rows:
-        conn.execute(insert(outbox), list(rows))
+    insert_many(conn, outbox, rows)
 
 
 def open_tasks_of_rules(
