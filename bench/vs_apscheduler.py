@@ -144,7 +144,7 @@ def run_crmd(workdir: Path, n: int, now: datetime) -> dict[str, Any]:
 
     with store.read() as conn:
         made = conn.execute(select(func.count()).select_from(tasks)).scalar_one()
-    fired = sum(1 for f in report.fires if f.status == "fired")
+    fired = report.count("fired")
     store.dispose()
     if made != n or fired != n or report.errors:
         raise SystemExit(f"crmd: {fired} fires, {made} tasks, errors {report.errors}; want {n}")

@@ -22,7 +22,6 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import JSON, Connection, Date, Table, func, insert, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 
 from crmd.tables import UTCDateTime
 
@@ -53,7 +52,9 @@ def _json_text(value: Any) -> str:
 
 
 @cache
-def _converters(table: Table, columns: tuple[str, ...], on_sqlite: bool) -> tuple[Convert | None, ...]:
+def _converters(
+    table: Table, columns: tuple[str, ...], on_sqlite: bool
+) -> tuple[Convert | None, ...]:
     out: list[Convert | None] = []
     for name in columns:
         kind = table.c[name].type
@@ -68,10 +69,9 @@ def _converters(table: Table, columns: tuple[str, ...], on_sqlite: bool) -> tupl
     return tuple(out)
 
 
-@cache
-def _statement(table: Table, columns: tuple[str, ...], dialect_name: str, marker: str) -> str:
-    dialect = sqlite.dialect() if dialect_name == "sqlite" else postgresql.dialect()
-    prep = dialect.identifier_preparer
+def _statement(conn: Connection, table: Table, columns: Sequence[str]) -> str:
+    prep = conn.dialect.identifier_preparer
+    marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     names = ", ".join(prep.quote(c) for c in columns)
     markers = ", ".join(marker for _ in columns)
     return f"INSERT INTO {prep.format_table(table)} ({names}) VALUES ({markers})"
@@ -87,7 +87,11 @@ def _fast(conn: Connection) -> bool:
 
 
 def insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert rows that all name the same columns, in order, in the caller's transaction."""
+    """Insert rows that all name the same columns, in order, in the caller's transaction.
+
+    A column the rows leave out gets its server default or NULL, never a Python-side
+    default of the table: callers give every value.
+    """
     if not rows:
         return
     if not _fast(conn):
@@ -102,8 +106,7 @@ def insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
         for i, c in converted:
             values[i] = c(values[i])
         params.append(tuple(values))
-    marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    conn.exec_driver_sql(_statement(table, columns, conn.dialect.name, marker), params)
+    conn.exec_driver_sql(_statement(conn, table, columns), params)
 
 
 def allocate_ids(conn: Connection, table: Table, n: int) -> list[int]:

@@ -109,9 +109,12 @@ def events_between(
     )
     if cursor is not None:
         last_at, last_seq = cursor
+        # `at >= last_at` lets the index range start at the cursor; the OR alone made each
+        # page scan the window from its beginning again.
         cond = and_(
             cond,
-            (events.c.at > last_at) | and_(events.c.at == last_at, events.c.seq > last_seq),
+            events.c.at >= last_at,
+            (events.c.at > last_at) | (events.c.seq > last_seq),
         )
     query = select(events).where(cond).order_by(events.c.at, events.c.seq).limit(limit)
     return list(conn.execute(query))
@@ -248,7 +251,9 @@ def insert_tasks(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[in
     return _insert_with_ids(conn, tasks, rows)
 
 
-def _insert_with_ids(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+def _insert_with_ids(
+    conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]
+) -> list[int]:
     """Insert rows and return their new ids in the rows' order."""
     if not rows:
         return []
