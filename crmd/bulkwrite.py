@@ -37,7 +37,10 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 def _utc_text(value: datetime | None) -> str | None:
-    # SQLite's DATETIME storage format, as SQLAlchemy writes it.
+    # SQLite's DATETIME storage format, as SQLAlchemy writes it: naive UTC with microseconds.
+    if value is not None and value.tzinfo is UTC:
+        # Most times are UTC already (the engine works in UTC): the text without "+00:00".
+        return value.isoformat(" ", "microseconds")[:-6]
     naive = _utc(value)
     return None if naive is None else naive.isoformat(" ", "microseconds")
 

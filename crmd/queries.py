@@ -200,19 +200,24 @@ def get_event(conn: Connection, event_id: str) -> Row[Any] | None:
 # ---------------------------------------------------------------- customers and vehicles
 
 
-def customers_by_id(conn: Connection, ids: Iterable[str]) -> dict[str, Row[Any]]:
-    out: dict[str, Row[Any]] = {}
-    for chunk in _chunks(sorted(set(ids))):
-        for row in conn.execute(select(customers).where(customers.c.id.in_(chunk))):
-            out[row.id] = row
-    return out
+def customers_by_id(conn: Connection, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """These customers' rows as {column: value}, by id."""
+    return _records_by_id(conn, customers, ids)
 
 
-def vehicles_by_id(conn: Connection, ids: Iterable[str]) -> dict[str, Row[Any]]:
-    out: dict[str, Row[Any]] = {}
+def vehicles_by_id(conn: Connection, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    return _records_by_id(conn, vehicles, ids)
+
+
+def _records_by_id(conn: Connection, table: Table, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
     for chunk in _chunks(sorted(set(ids))):
-        for row in conn.execute(select(vehicles).where(vehicles.c.id.in_(chunk))):
-            out[row.id] = row
+        result = conn.execute(select(table).where(table.c.id.in_(chunk)))
+        # Zipping with the keys read once is many times faster than a Row's mapping per row.
+        keys = tuple(result.keys())
+        for row in result:
+            record = dict(zip(keys, row, strict=True))
+            out[record["id"]] = record
     return out
 
 

@@ -37,7 +37,7 @@ def test_bulk_rows_are_stored_as_sqlalchemy_stores_them(make_site: MakeSite) -> 
     west = at.astimezone(timezone(timedelta(hours=-5)))
     with h.store.write() as conn:
         conn.execute(insert(events), [_event("by-sqlalchemy", at)])
-        insert_many(conn, events, [_event("bulk", west)])
+        insert_many(conn, events, [_event("bulk", west), _event("bulk-utc", at.astimezone(UTC))])
         conn.execute(
             insert(dates),
             [{"scope": "vehicle", "subject_id": "V1", "field": "a", "value": date(2027, 1, 2),
@@ -52,14 +52,15 @@ def test_bulk_rows_are_stored_as_sqlalchemy_stores_them(make_site: MakeSite) -> 
     raw = "SELECT id, type, at, data, recorded_at FROM events ORDER BY seq"
     raw_dates = "SELECT field, value, set_at FROM dates ORDER BY field"
     with h.store.read() as conn:
-        plain, bulk = conn.exec_driver_sql(raw).all()
+        plain, bulk, bulk_utc = conn.exec_driver_sql(raw).all()
         date_a, date_b = conn.exec_driver_sql(raw_dates).all()
         typed = list(conn.execute(select(events).order_by(events.c.seq)))
     # The very same stored values, compared as the driver returns them (text on SQLite).
     assert (plain.type, plain.at, plain.recorded_at) == (bulk.type, bulk.at, bulk.recorded_at)
+    assert (bulk_utc.at, bulk_utc.recorded_at) == (plain.at, plain.recorded_at)
     assert (date_a.value, date_a.set_at) == (date_b.value, date_b.set_at)
     assert typed[0].data == typed[1].data == {"名": "张三", "km": 12000, "none": None}
-    assert typed[0].at == typed[1].at == at
+    assert typed[0].at == typed[1].at == typed[2].at == at
     assert typed[1].recorded_at == NOW
 
 
