@@ -23,7 +23,7 @@ import statistics
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from time import perf_counter
@@ -126,7 +126,7 @@ def customer_records(n: int, rng: random.Random) -> list[dict[str, Any]]:
     ]
 
 
-def customer_rows(records: Sequence[dict[str, Any]], now: datetime) -> Iterator[dict[str, Any]]:
+def customer_rows(records: Iterable[dict[str, Any]], now: datetime) -> Iterator[dict[str, Any]]:
     """Customer records as rows of the customers table, for a bulk insert."""
     for r in records:
         md = r["birthday"].month * 100 + r["birthday"].day

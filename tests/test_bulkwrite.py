@@ -7,9 +7,11 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
 
 from crmd import queries as q
 from crmd.bulkwrite import allocate_ids, insert_many
+from crmd.store import StoreError
 from crmd.tables import dates, events, fires
 from crmd.testing import Harness
 
@@ -92,3 +94,22 @@ def test_allocated_ids_follow_the_ones_taken_and_precede_the_next(make_site: Mak
     with h.store.read() as conn:
         stored = {row.key: row.id for row in conn.execute(select(fires.c.key, fires.c.id))}
     assert [stored[k] for k in "bcd"] == ids
+
+
+def test_a_fire_key_already_in_the_ledger_is_refused(make_site: MakeSite) -> None:
+    """The ledger's unique key stays the guard against a fire done twice, on every path."""
+    h = make_site("rules: []\n")
+    with h.store.write() as conn:
+        q.insert_fires(conn, [_fire("once")])
+    with pytest.raises(IntegrityError), h.store.write() as conn:
+        q.insert_fires(conn, [_fire("other"), _fire("once")])
+    with h.store.read() as conn:
+        assert [row.key for row in conn.execute(select(fires.c.key))] == ["once"]
+
+
+def test_a_value_too_wide_is_a_store_error(make_site: MakeSite, store_backend: str) -> None:
+    if store_backend == "sqlite":
+        pytest.skip("SQLite does not check column widths")
+    h = make_site("rules: []\n")
+    with pytest.raises(StoreError, match="shorten the value"), h.store.write() as conn:
+        insert_many(conn, events, [_event("x" * 65, NOW)])
