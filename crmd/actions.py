@@ -197,7 +197,7 @@ class ActionWriter:
             return 0
         ids = q.insert_tasks(conn, rows)
         created = [dict(row, id=task_id) for row, task_id in zip(rows, ids, strict=True)]
-        for t in created:
+        for t in created if logger.isEnabledFor(logging.INFO) else ():
             logger.info(
                 "task %s created by %s for %s: %s, due %s",
                 t["id"],

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -80,6 +80,8 @@ class Engine:
         # Rows read and fires committed per transaction; small in crash tests.
         self.page_size = q.PAGE
         self._locks: RuleLocks | None = None
+        # Fires of the page in flight, reported when its transaction commits.
+        self._staged: list[FireRecord] = []
 
     # ------------------------------------------------------------ entry points
 
@@ -203,7 +205,7 @@ class Engine:
             pages = self._annual_pages(unit, rule, trigger, watermark, now)
         produced = 0
         for page in pages:
-            with unit.batch() as conn:
+            with self._page(unit, report) as conn:
                 produced += self._apply(conn, rule, page, now, report)
                 q.save_rule_state(conn, rule.id, page[-1].fire_at, seq_upto, now)
         with unit.batch() as conn:
@@ -229,7 +231,7 @@ class Engine:
         late_upto = None if trigger.count is not None else watermark - low
         cursor = seq_from
         while cursor < seq_upto:
-            with unit.batch() as conn:
+            with self._page(unit, report) as conn:
                 rows = q.events_recorded_between(
                     conn, trigger.types, cursor, seq_upto, late_upto, self.page_size
                 )
@@ -257,7 +259,7 @@ class Engine:
         page_cursor: tuple[datetime, int] | None = None
         done = False
         while not done:
-            with unit.batch() as conn:
+            with self._page(unit, report) as conn:
                 rows = q.events_between(
                     conn, trigger.types, after, upto, seq_upto, page_cursor, self.page_size
                 )
@@ -443,18 +445,31 @@ class Engine:
         records, produced = self.writer.write(
             conn, rule, list(fresh.values()), now, report.late_as_of or now, LATE_AFTER
         )
-        for record in records:
-            report.add(record)
-            logger.info(
-                "fire %s %s %s at %s%s",
-                record.status,
-                record.rule_id,
-                record.subject,
-                record.fire_at.isoformat(),
-                " (late)" if record.late else "",
-                extra={"rule": record.rule_id, "subject": record.subject},
-            )
+        self._staged.extend(records)
         return produced
+
+    @contextmanager
+    def _page(self, unit: Unit, report: TickReport) -> Iterator[Connection]:
+        """One page's transaction; its fires are reported once it has committed."""
+        self._staged = []
+        try:
+            with unit.batch() as conn:
+                yield conn
+            log = logger.isEnabledFor(logging.INFO)
+            for record in self._staged:
+                report.add(record)
+                if log:
+                    logger.info(
+                        "fire %s %s %s at %s%s",
+                        record.status,
+                        record.rule_id,
+                        record.subject,
+                        record.fire_at.isoformat(),
+                        " (late)" if record.late else "",
+                        extra={"rule": record.rule_id, "subject": record.subject},
+                    )
+        finally:
+            self._staged = []
 
     def _fan_out(self, conn: Connection, candidates: list[Candidate]) -> list[Candidate]:
         """One candidate per customer for each site-wide fire (the rule's `where` then picks)."""
