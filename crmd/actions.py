@@ -21,11 +21,12 @@ from crmd.events import TASK_CANCELLED, TASK_CREATED, TASK_DONE
 from crmd.offsets import parse_offset
 from crmd.projection import km_reached_on
 from crmd.rendering import render_actions
+from crmd.report import FireRecord
 from crmd.rule import Rule
 from crmd.site import Site
 
 if TYPE_CHECKING:
-    from crmd.engine import Candidate, FireRecord
+    from crmd.engine import Candidate
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +57,6 @@ class ActionWriter:
         late_as_of: datetime,
         late_after: timedelta,
     ) -> tuple[list[FireRecord], int]:
-        from crmd.engine import FireRecord
-
         ctxs = self.builder.build(
             conn, [(c.customer_id, c.vehicle_id, c.event) for c in candidates]
         )
@@ -198,7 +197,7 @@ class ActionWriter:
             return 0
         ids = q.insert_tasks(conn, rows)
         created = [dict(row, id=task_id) for row, task_id in zip(rows, ids, strict=True)]
-        for t in created:
+        for t in created if logger.isEnabledFor(logging.INFO) else ():
             logger.info(
                 "task %s created by %s for %s: %s, due %s",
                 t["id"],

@@ -21,17 +21,19 @@ from crmd import outbox as ox
 from crmd import queries as q
 from crmd import tasks as task_ops
 from crmd.clock import Clock, FixedClock, SystemClock
-from crmd.engine import Engine, TickReport
+from crmd.engine import Engine
 from crmd.errors import CrmdError, RuleSetError
 from crmd.events import ATTEMPT_OUTCOMES
 from crmd.intake import NewEvent, record_events
 from crmd.logs import setup_logging
+from crmd.report import FireRecord, TickReport
 from crmd.rule import RuleSet
 from crmd.ruleset import load_rules
 from crmd.site import Site, load_site
 from crmd.store import Store, Unit, application_name
 from crmd.view import (
-    fire_json,
+    FireJsonStream,
+    fire_line,
     fires_table,
     message_json,
     outbox_table,
@@ -246,26 +248,18 @@ def _scalar(text: str) -> Any:
     return text
 
 
-def _print_report(report: TickReport, as_json: bool, site: Site) -> None:
-    if as_json:
-        _print_json(
-            {
-                "now": report.now.isoformat(),
-                "fires": [fire_json(f, site) for f in report.fires],
-                "overdue": report.overdue,
-                "errors": report.errors,
-            }
-        )
-        return
-    if report.fires:
-        fires_table(report.fires, site)
-    fired = sum(1 for f in report.fires if f.status == "fired")
+def _print_counts(report: TickReport) -> None:
+    fired = report.count("fired")
     click.echo(
-        f"{fired} fired, {len(report.fires) - fired} cancelled or skipped, "
+        f"{fired} fired, {report.count() - fired} cancelled or skipped, "
         f"{len(report.overdue)} task(s) fell overdue"
     )
     for error in report.errors:
         click.echo(f"error: {error}", err=True)
+
+
+def _json_stream(now: datetime, site: Site) -> FireJsonStream:
+    return FireJsonStream(now.astimezone(UTC), site, lambda text: click.echo(text, nl=False))
 
 
 @main.command()
@@ -274,9 +268,18 @@ def _print_report(report: TickReport, as_json: bool, site: Site) -> None:
 def tick(app: App, as_json: bool) -> None:
     """Run one evaluation pass at now (or --now). Running it twice changes nothing."""
     engine = app.engine()
+    stream = _json_stream(app.now, app.site) if as_json else None
     with Unit(app.store) as unit:
-        report = engine.tick(unit, app.now)
-    _print_report(report, as_json, app.site)
+        report = engine.tick(unit, app.now, on_fire=stream)
+    if stream is not None:
+        stream.close(report.overdue, report.errors)
+        click.echo()
+    else:
+        if report.fires:
+            fires_table(report.fires, app.site)
+        if report.left_out:
+            click.echo(f"(the first {len(report.fires)} of {report.count()} fires are listed)")
+        _print_counts(report)
     if report.errors:
         sys.exit(1)
 
@@ -305,6 +308,7 @@ def plan(
 
     It assumes nobody closes a task and no new event arrives in the window, so escalations
     of unfinished work show up too. Fires already past by the clock are a catch-up (late).
+    Fires are listed as they are worked out, rule by rule.
     """
     end = parse_instant(end_text, app.site) if end_text else app.now
     start = parse_instant(start_text, app.site) if start_text else None
@@ -314,24 +318,36 @@ def plan(
     unknown = sorted(set(only_rules) - {r.id for r in engine.rules})
     if unknown:
         raise click.BadParameter(f"no enabled rule {', '.join(unknown)}", param_hint="--rule")
-    with Unit(app.store, dry_run=True) as unit:
-        report = engine.tick(unit, end, window_start=start, late_as_of=app.now)
-    if only_rules:
-        report.fires = [f for f in report.fires if f.rule_id in only_rules]
-    if as_json:
-        _print_report(report, as_json, app.site)
-        return
     tz = app.site.timezone
-    since = f"{start.astimezone(tz):%Y-%m-%d %H:%M}" if start else "where each rule stands"
-    click.echo(
-        f"plan for {since} .. {end.astimezone(tz):%Y-%m-%d %H:%M} ({app.site.name}): "
-        f"assuming no task is closed and no new event arrives"
-    )
+    stream = _json_stream(end, app.site) if as_json else None
+    if stream is None:
+        since = f"{start.astimezone(tz):%Y-%m-%d %H:%M}" if start else "where each rule stands"
+        click.echo(
+            f"plan for {since} .. {end.astimezone(tz):%Y-%m-%d %H:%M} ({app.site.name}): "
+            f"assuming no task is closed and no new event arrives"
+        )
+
+    def on_fire(f: FireRecord) -> None:
+        if only_rules and f.rule_id not in only_rules:
+            return
+        if stream is not None:
+            stream(f)
+        elif not summary:
+            click.echo(fire_line(f, app.site))
+
+    with Unit(app.store, dry_run=True) as unit:
+        report = engine.tick(unit, end, window_start=start, late_as_of=app.now, on_fire=on_fire)
+    if only_rules:
+        report.rules = {r: t for r, t in report.rules.items() if r in only_rules}
+    if stream is not None:
+        stream.close(report.overdue, report.errors)
+        click.echo()
+        return
     if not summary:
-        _print_report(report, as_json, app.site)
-    if report.fires:
+        _print_counts(report)
+    if report.rules:
         descriptions = {r.id: r.description for r in engine.rules}
-        plan_summary_table(report.fires, descriptions, app.site)
+        plan_summary_table(report.rules, descriptions, app.site)
 
 
 @main.command("tasks")

@@ -21,11 +21,13 @@ Context = dict[str, Any]
 Subject = tuple[str | None, str | None, Row[Any] | None]
 
 
-def record_fields(row: Row[Any] | None, stored_dates: Mapping[str, Any]) -> dict[str, Any] | None:
+def record_fields(
+    row: Mapping[str, Any] | None, stored_dates: Mapping[str, Any]
+) -> dict[str, Any] | None:
     """A customer or vehicle row as fields: extra attributes and rule-set dates included."""
     if row is None:
         return None
-    fields = dict(row._mapping)
+    fields = dict(row)
     attributes = dict(fields.get("attributes") or {})
     for key, value in (*attributes.items(), *stored_dates.items()):
         fields.setdefault(key, value)

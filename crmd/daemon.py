@@ -188,10 +188,8 @@ class Daemon:
             report = self.engine.tick(unit, now, window_start=start)
         for error in report.errors:
             logger.error("%s", error)
-        fired = sum(1 for f in report.fires if f.status == "fired")
-        late = sum(1 for f in report.fires if f.late and f.status == "fired")
-        skipped = sum(1 for f in report.fires if f.status == "skipped")
-        if not (report.fires or report.overdue or report.errors) and not self.dry_run:
+        fired, late, skipped = report.count("fired"), report.late_fired, report.count("skipped")
+        if not (report.count() or report.overdue or report.errors) and not self.dry_run:
             return ""
         return (
             f"tick at {now.isoformat()}: {fired} fired ({late} late), {skipped} skipped as too "

@@ -24,9 +24,9 @@ drive this same code.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -36,6 +36,7 @@ from crmd import queries as q
 from crmd.actions import ActionWriter
 from crmd.errors import CrmdError
 from crmd.events import TASK_OVERDUE
+from crmd.report import FireRecord, TickReport
 from crmd.rule import AnnualTrigger, DateTrigger, EventTrigger, Rule, RuleSet, ScheduleTrigger
 from crmd.schedules import occurrence_key, occurrences, once_a_day
 from crmd.sharing import START_KEY, RuleLocks, lock_for_transaction
@@ -68,35 +69,6 @@ class Candidate:
     conditions_checked: bool = False
 
 
-@dataclass
-class FireRecord:
-    """What one fire did, for logs, `tick` output and `plan`."""
-
-    rule_id: str
-    key: str
-    subject: str
-    fire_at: datetime
-    status: str  # fired | cancelled | skipped
-    late: bool
-    customer_id: str | None
-    vehicle_id: str | None
-    actions: list[dict[str, Any]] = field(default_factory=list)
-    reason: str = ""
-
-
-@dataclass
-class TickReport:
-    now: datetime
-    # Fires are late when written more than LATE_AFTER after their time. A tick writes them at
-    # `now`; a plan of the future would write each at its own time, or at the real clock's
-    # time for those already past (a catch-up).
-    late_as_of: datetime | None = None
-    fires: list[FireRecord] = field(default_factory=list)
-    overdue: list[int] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    rounds: int = 0
-
-
 class Engine:
     """Evaluates one rule set for one site."""
 
@@ -108,6 +80,8 @@ class Engine:
         # Rows read and fires committed per transaction; small in crash tests.
         self.page_size = q.PAGE
         self._locks: RuleLocks | None = None
+        # Fires of the page in flight, reported when its transaction commits.
+        self._staged: list[FireRecord] = []
 
     # ------------------------------------------------------------ entry points
 
@@ -118,17 +92,19 @@ class Engine:
         *,
         window_start: datetime | None = None,
         late_as_of: datetime | None = None,
+        on_fire: Callable[[FireRecord], None] | None = None,
     ) -> TickReport:
         """One evaluation pass at `now`; running it twice at the same `now` changes nothing.
 
         `window_start` (for `plan`) evaluates every rule as if its watermark were there;
         `late_as_of` (for `plan`, the real clock) judges lateness as if each fire were written
-        at its own time or at `late_as_of`, whichever comes later.
+        at its own time or at `late_as_of`, whichever comes later. `on_fire` sees every fire
+        as it is made; the report keeps counts and a sample (crmd.report).
         """
         if now.tzinfo is None:
             raise ValueError("tick needs an aware `now`")
         now = now.astimezone(UTC)
-        report = TickReport(now=now, late_as_of=late_as_of)
+        report = TickReport(now=now, late_as_of=late_as_of, on_fire=on_fire)
         self._prepare_states(unit, now, window_start)
         failed: set[str] = set()
         for round_no in range(1, MAX_ROUNDS + 1):
@@ -229,7 +205,7 @@ class Engine:
             pages = self._annual_pages(unit, rule, trigger, watermark, now)
         produced = 0
         for page in pages:
-            with unit.batch() as conn:
+            with self._page(unit, report) as conn:
                 produced += self._apply(conn, rule, page, now, report)
                 q.save_rule_state(conn, rule.id, page[-1].fire_at, seq_upto, now)
         with unit.batch() as conn:
@@ -255,7 +231,7 @@ class Engine:
         late_upto = None if trigger.count is not None else watermark - low
         cursor = seq_from
         while cursor < seq_upto:
-            with unit.batch() as conn:
+            with self._page(unit, report) as conn:
                 rows = q.events_recorded_between(
                     conn, trigger.types, cursor, seq_upto, late_upto, self.page_size
                 )
@@ -274,12 +250,16 @@ class Engine:
             with unit.batch() as conn:
                 q.save_rule_state(conn, rule.id, max(watermark, now), seq_upto, now)
             return produced
+        if watermark >= now:
+            # Nothing is due (a second round after this rule's own fires, say): phase 2's
+            # window is empty, and phase 1 has saved the cursor.
+            return produced
         # Phase 2: fires falling due in (watermark, now], by a range query on event time.
         after, upto = watermark - high, now - low
         page_cursor: tuple[datetime, int] | None = None
         done = False
         while not done:
-            with unit.batch() as conn:
+            with self._page(unit, report) as conn:
                 rows = q.events_between(
                     conn, trigger.types, after, upto, seq_upto, page_cursor, self.page_size
                 )
@@ -465,18 +445,31 @@ class Engine:
         records, produced = self.writer.write(
             conn, rule, list(fresh.values()), now, report.late_as_of or now, LATE_AFTER
         )
-        for record in records:
-            report.fires.append(record)
-            logger.info(
-                "fire %s %s %s at %s%s",
-                record.status,
-                record.rule_id,
-                record.subject,
-                record.fire_at.isoformat(),
-                " (late)" if record.late else "",
-                extra={"rule": record.rule_id, "subject": record.subject},
-            )
+        self._staged.extend(records)
         return produced
+
+    @contextmanager
+    def _page(self, unit: Unit, report: TickReport) -> Iterator[Connection]:
+        """One page's transaction; its fires are reported once it has committed."""
+        self._staged = []
+        try:
+            with unit.batch() as conn:
+                yield conn
+            log = logger.isEnabledFor(logging.INFO)
+            for record in self._staged:
+                report.add(record)
+                if log:
+                    logger.info(
+                        "fire %s %s %s at %s%s",
+                        record.status,
+                        record.rule_id,
+                        record.subject,
+                        record.fire_at.isoformat(),
+                        " (late)" if record.late else "",
+                        extra={"rule": record.rule_id, "subject": record.subject},
+                    )
+        finally:
+            self._staged = []
 
     def _fan_out(self, conn: Connection, candidates: list[Candidate]) -> list[Candidate]:
         """One candidate per customer for each site-wide fire (the rule's `where` then picks)."""

@@ -35,23 +35,79 @@ _ENV = SandboxedEnvironment(
 _ENV.filters.update({"date": _date, "time": _time, "datetime": _datetime})
 
 
-class Template:
-    """A compiled template; compiled once at rule load, rendered per fire."""
+# A part of a plain template: literal text, or a name and maybe one field of it.
+Part = str | tuple[str, str | None]
+_MISSING = object()
 
-    __slots__ = ("_compiled", "source")
+
+def _plain_parts(source: str) -> tuple[Part, ...] | None:
+    """A template made only of text and `{{ name }}` / `{{ name.field }}`, as its parts;
+    None for any other (filters, tests, blocks), which Jinja renders."""
+    parts: list[Part] = []
+    for node in _ENV.parse(source).body:
+        if not isinstance(node, nodes.Output):
+            return None
+        for child in node.nodes:
+            if isinstance(child, nodes.TemplateData):
+                parts.append(child.data)
+            elif isinstance(child, nodes.Name) and child.ctx == "load":
+                parts.append((child.name, None))
+            elif (
+                isinstance(child, nodes.Getattr)
+                and isinstance(child.node, nodes.Name)
+                and child.node.ctx == "load"
+            ):
+                parts.append((child.node.name, child.attr))
+            else:
+                return None
+    return tuple(parts)
+
+
+class Template:
+    """A compiled template; compiled once at rule load, rendered per fire.
+
+    Most titles and messages are text with a few `{{ customer.name }}` in it: those are
+    rendered by joining their parts, each looked up with the sandbox's own getattr and
+    undefined (so a missing name fails as in Jinja), without building a Jinja context per
+    fire. Text without any lookup is rendered once.
+    """
+
+    __slots__ = ("_compiled", "_constant", "_parts", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
         # Raises jinja2.TemplateSyntaxError; the rule loader turns it into a located error.
         self._compiled = _ENV.from_string(source)
+        self._parts = _plain_parts(source)
+        self._constant: str | None = None
+        if self._parts is not None and all(isinstance(p, str) for p in self._parts):
+            self._constant = "".join(p for p in self._parts if isinstance(p, str))
 
     def render(self, context: Mapping[str, Any]) -> str:
-        return self._compiled.render(context)
+        if self._constant is not None:
+            return self._constant
+        if self._parts is None:
+            return self._compiled.render(context)
+        out = []
+        for part in self._parts:
+            if isinstance(part, str):
+                out.append(part)
+                continue
+            name, attr = part
+            value = context.get(name, _MISSING)
+            if value is _MISSING:
+                value = _ENV.globals.get(name, _MISSING)
+            if value is _MISSING:
+                value = _ENV.undefined(name=name)
+            if attr is not None:
+                value = _ENV.getattr(value, attr)
+            out.append(str(value))  # as Jinja outputs it; an undefined value raises here
+        return "".join(out)
 
     def check(self, context: Mapping[str, Any]) -> str | None:
         """Render against a sample context; return the problem in plain words, or None."""
         try:
-            self._compiled.render(context)
+            self.render(context)
         except TemplateError as exc:
             return f"template error in {self.source!r}: {exc}"
         except (TypeError, ValueError, AttributeError) as exc:

@@ -15,8 +15,9 @@ from sqlalchemy import Row, func, select
 
 from crmd import queries as q
 from crmd import tasks as task_ops
-from crmd.engine import Engine, TickReport
+from crmd.engine import Engine
 from crmd.intake import NewEvent, record_events, upsert_customers, upsert_vehicles
+from crmd.report import TickReport
 from crmd.ruleset import load_rules
 from crmd.site import Site, load_site
 from crmd.store import Store, Unit

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -10,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Row
 
-from crmd.engine import FireRecord
+from crmd.report import FireRecord, RuleTally
 from crmd.site import Site
 
 
@@ -115,44 +116,33 @@ def describe_action(a: dict[str, Any], site: Site) -> str:
     raise ValueError(f"unknown action {kind!r}")
 
 
-def _does_in_short(a: dict[str, Any]) -> str:
-    """An action reduced to whom it reaches: "task sales_callback", "sms", ..."""
-    if a["action"] == "task":
-        return f"task {a['role']}"
-    if a["action"] in ("sms", "email") and a.get("skipped"):
-        return f"{a['action']} (not sent)"
-    return str(a["action"])
-
-
 def plan_summary_table(
-    fires: Sequence[FireRecord], descriptions: Mapping[str, str], site: Site
+    tallies: Mapping[str, RuleTally], descriptions: Mapping[str, str], site: Site
 ) -> None:
     """One line per rule: how often it fires in the window, when first and last, for whom."""
-    by_rule: dict[str, list[FireRecord]] = {}
-    for f in fires:
-        by_rule.setdefault(f.rule_id, []).append(f)
     table = Table(title="by rule", show_edge=False, pad_edge=False)
     for column in ("rule", "policy", "fires", "first", "last", "does"):
         table.add_column(column)
-    for rule_id, found in sorted(by_rule.items(), key=lambda item: item[1][0].fire_at):
-        fired = [f for f in found if f.status == "fired"]
-        does: dict[str, int] = {}
-        for f in fired:
-            for a in f.actions:
-                key = _does_in_short(a)
-                does[key] = does.get(key, 0) + 1
-        count = str(len(fired))
-        if len(found) > len(fired):
-            count += f" (+{len(found) - len(fired)} cancelled or skipped)"
+    for rule_id, tally in sorted(tallies.items(), key=lambda item: (item[1].first, item[0])):
+        fired = tally.statuses.get("fired", 0)
+        count = str(fired)
+        if tally.total > fired:
+            count += f" (+{tally.total - fired} cancelled or skipped)"
         table.add_row(
             rule_id,
             descriptions.get(rule_id, ""),
             count,
-            _local(min(f.fire_at for f in found), site),
-            _local(max(f.fire_at for f in found), site),
-            ", ".join(f"{n} {what}" for what, n in does.items()),
+            _local(tally.first, site),
+            _local(tally.last, site),
+            ", ".join(f"{n} {what}" for what, n in tally.does.items()),
         )
     _console().print(table)
+
+
+def _fire_cells(f: FireRecord, site: Site) -> tuple[str, str, str, str, str]:
+    status = f.status + (" (late)" if f.late else "")
+    does = "; ".join(describe_action(a, site) for a in f.actions) or f.reason
+    return _local(f.fire_at, site), f.rule_id, f.subject, status, does
 
 
 def fires_table(fires: Sequence[FireRecord], site: Site) -> None:
@@ -160,10 +150,36 @@ def fires_table(fires: Sequence[FireRecord], site: Site) -> None:
     for column in ("fire time", "rule", "subject", "status", "does"):
         table.add_column(column)
     for f in sorted(fires, key=lambda f: (f.fire_at, f.rule_id, f.subject)):
-        status = f.status + (" (late)" if f.late else "")
-        does = "; ".join(describe_action(a, site) for a in f.actions) or f.reason
-        table.add_row(_local(f.fire_at, site), f.rule_id, f.subject, status, does)
+        table.add_row(*_fire_cells(f, site))
     _console().print(table)
+
+
+def fire_line(f: FireRecord, site: Site) -> str:
+    """One fire on one line, for listings printed as the fires are made (`crmd plan`)."""
+    return "  ".join(_fire_cells(f, site))
+
+
+class FireJsonStream:
+    """The `--json` report of a tick or plan, written fire by fire as the engine makes them.
+
+    The document is one object, {"now", "fires", "overdue", "errors"}, with one fire per
+    line; nothing waits for the whole list, so a month's plan needs no more memory than a day's.
+    """
+
+    def __init__(self, now: datetime, site: Site, write: Callable[[str], None]) -> None:
+        self.site = site
+        self.write = write
+        self.written = 0
+        write('{"now": ' + json.dumps(now.isoformat()) + ', "fires": [')
+
+    def __call__(self, f: FireRecord) -> None:
+        text = json.dumps(fire_json(f, self.site), ensure_ascii=False, default=str)
+        self.write(("," if self.written else "") + "\n  " + text)
+        self.written += 1
+
+    def close(self, overdue: Sequence[int], errors: Sequence[str]) -> None:
+        tail = {"overdue": list(overdue), "errors": list(errors)}
+        self.write("\n], " + json.dumps(tail, ensure_ascii=False)[1:])
 
 
 def message_json(m: Row[Any], site: Site) -> dict[str, Any]:

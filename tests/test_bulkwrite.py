@@ -1,0 +1,120 @@
+"""Bulk writes (crmd.bulkwrite): stored exactly as SQLAlchemy's own insert stores them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+
+from crmd import queries as q
+from crmd.bulkwrite import allocate_ids, insert_many
+from crmd.store import StoreError
+from crmd.tables import dates, events, fires
+from crmd.testing import Harness
+
+MakeSite = Callable[[str], Harness]
+NOW = datetime(2026, 11, 23, 2, 0, 0, 123456, tzinfo=UTC)
+
+
+def _event(event_id: str, at: datetime) -> dict[str, object]:
+    return {
+        "id": event_id,
+        "type": "sale.delivered",
+        "at": at,
+        "customer_id": "C1",
+        "vehicle_id": None,
+        "task_id": None,
+        "data": {"名": "张三", "km": 12000, "none": None},
+        "recorded_at": NOW,
+    }
+
+
+def test_bulk_rows_are_stored_as_sqlalchemy_stores_them(make_site: MakeSite) -> None:
+    h = make_site("rules: []\n")
+    # A zone east of UTC and one west: both become the same UTC instant in the store.
+    at = datetime(2026, 11, 2, 15, 0, 0, 5, tzinfo=timezone(timedelta(hours=8)))
+    west = at.astimezone(timezone(timedelta(hours=-5)))
+    with h.store.write() as conn:
+        conn.execute(insert(events), [_event("by-sqlalchemy", at)])
+        insert_many(conn, events, [_event("bulk", west), _event("bulk-utc", at.astimezone(UTC))])
+        conn.execute(
+            insert(dates),
+            [{"scope": "vehicle", "subject_id": "V1", "field": "a", "value": date(2027, 1, 2),
+              "customer_id": "C1", "set_at": NOW, "set_by": "k"}],
+        )  # fmt: skip
+        insert_many(
+            conn,
+            dates,
+            [{"scope": "vehicle", "subject_id": "V1", "field": "b", "value": date(2027, 1, 2),
+              "customer_id": "C1", "set_at": NOW, "set_by": "k"}],
+        )  # fmt: skip
+    raw = "SELECT id, type, at, data, recorded_at FROM events ORDER BY seq"
+    raw_dates = "SELECT field, value, set_at FROM dates ORDER BY field"
+    with h.store.read() as conn:
+        plain, bulk, bulk_utc = conn.exec_driver_sql(raw).all()
+        date_a, date_b = conn.exec_driver_sql(raw_dates).all()
+        typed = list(conn.execute(select(events).order_by(events.c.seq)))
+    # The very same stored values, compared as the driver returns them (text on SQLite).
+    assert (plain.type, plain.at, plain.recorded_at) == (bulk.type, bulk.at, bulk.recorded_at)
+    assert (bulk_utc.at, bulk_utc.recorded_at) == (plain.at, plain.recorded_at)
+    assert (date_a.value, date_a.set_at) == (date_b.value, date_b.set_at)
+    assert typed[0].data == typed[1].data == {"名": "张三", "km": 12000, "none": None}
+    assert typed[0].at == typed[1].at == typed[2].at == at
+    assert typed[1].recorded_at == NOW
+
+
+def test_a_naive_datetime_is_refused(make_site: MakeSite) -> None:
+    h = make_site("rules: []\n")
+    with pytest.raises(ValueError, match="naive datetime"), h.store.write() as conn:
+        insert_many(conn, events, [_event("naive", datetime(2026, 11, 2, 15, 0))])  # noqa: DTZ001
+
+
+def _fire(key: str) -> dict[str, object]:
+    return {
+        "key": key, "rule_id": "r", "subject": "site", "customer_id": None,
+        "vehicle_id": None, "event_seq": None, "fire_at": NOW, "recorded_at": NOW,
+        "status": "fired", "late": False, "detail": {},
+    }  # fmt: skip
+
+
+def test_allocated_ids_follow_the_ones_taken_and_precede_the_next(make_site: MakeSite) -> None:
+    h = make_site("rules: []\n")
+    with h.store.write() as conn:
+        (first,) = conn.execute(insert(fires).returning(fires.c.id), [_fire("a")]).scalars()
+        ids = q.insert_fires(conn, [_fire("b"), _fire("c"), _fire("d")])
+        assert ids == sorted(set(ids))
+        assert len(ids) == 3
+        assert ids[0] > first
+        (after,) = conn.execute(insert(fires).returning(fires.c.id), [_fire("e")]).scalars()
+        assert after > ids[-1]
+        assert allocate_ids(conn, fires, 0) == []
+    with h.store.read() as conn:
+        stored = {row.key: row.id for row in conn.execute(select(fires.c.key, fires.c.id))}
+    assert [stored[k] for k in "bcd"] == ids
+
+
+def test_a_fire_key_already_in_the_ledger_is_refused(make_site: MakeSite) -> None:
+    """The ledger's unique key stays the guard against a fire done twice, on every path."""
+    h = make_site("rules: []\n")
+    with h.store.write() as conn:
+        q.insert_fires(conn, [_fire("once")])
+    with pytest.raises(IntegrityError), h.store.write() as conn:
+        q.insert_fires(conn, [_fire("other"), _fire("once")])
+    with h.store.read() as conn:
+        assert [row.key for row in conn.execute(select(fires.c.key))] == ["once"]
+
+
+def test_a_value_too_wide_is_a_store_error(make_site: MakeSite, store_backend: str) -> None:
+    h = make_site("rules: []\n")
+    wide = "x" * 65
+    if store_backend == "sqlite":  # SQLite does not check widths: stored as given
+        with h.store.write() as conn:
+            insert_many(conn, events, [_event(wide, NOW)])
+        with h.store.read() as conn:
+            assert conn.execute(select(events.c.id)).scalar_one() == wide
+        return
+    with pytest.raises(StoreError, match="shorten the value"), h.store.write() as conn:
+        insert_many(conn, events, [_event(wide, NOW)])
