@@ -103,8 +103,14 @@ class RuleLocks:
             try:
                 yield True
             finally:
-                conn.execute(*key.call("pg_advisory_unlock"))
-                conn.commit()
+                try:
+                    conn.execute(*key.call("pg_advisory_unlock"))
+                    conn.commit()
+                except SQLAlchemyError as exc:
+                    # The session is gone, and its lock with it.
+                    raise StoreError(
+                        f"cannot unlock rule {rule_id} in store {self.store.where}: {exc}"
+                    ) from None
         except BaseException:
             # The lock may still be held: never hand this session back to the pool.
             conn.invalidate()

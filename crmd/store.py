@@ -22,7 +22,13 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DataError, OperationalError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DataError,
+    InterfaceError,
+    OperationalError,
+    ProgrammingError,
+    SQLAlchemyError,
+)
 
 from crmd.errors import CrmdError
 from crmd.siteschema import MIGRATE_KEY, schema_problem, site_lock, site_schema
@@ -232,8 +238,8 @@ class Store:
         try:
             with self.engine.begin() as conn:
                 yield conn
-        except OperationalError as exc:
-            # "database is locked", a full disk, a read-only file: say so plainly.
+        except (OperationalError, InterfaceError) as exc:
+            # "database is locked", a full disk, a read-only file, the server gone: say so.
             raise StoreError(
                 f"cannot write to store {self.where}: {exc.orig}; nothing from this "
                 f"operation was saved, try again once the cause is cleared"
@@ -248,10 +254,17 @@ class Store:
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
         """A read-only transaction (never takes the SQLite write lock)."""
-        with self.engine.connect() as conn:
-            conn = conn.execution_options(crmd_read_only=True)
-            with conn.begin():
-                yield conn
+        try:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(crmd_read_only=True)
+                with conn.begin():
+                    yield conn
+        except (OperationalError, InterfaceError) as exc:
+            # The server went away, a file cannot be opened: the store's trouble.
+            raise StoreError(
+                f"cannot read store {self.where}: {str(exc.orig).strip()}; try again once "
+                f"the cause is cleared"
+            ) from None
 
     def dispose(self) -> None:
         self.engine.dispose()

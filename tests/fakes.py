@@ -1,4 +1,5 @@
-"""Local stand-ins for the providers, on 127.0.0.1: a Twilio REST endpoint and an SMTP server.
+"""Local stand-ins on 127.0.0.1: a Twilio REST endpoint, an SMTP server, and a TCP relay to
+PostgreSQL whose link a test can cut.
 
 The real twilio and yagmail clients talk to them; nothing is patched. The fake Twilio server
 plays a script of behaviours, one per message posted: accept, refuse an invalid number,
@@ -234,3 +235,74 @@ class FakeSmtp:
 
     def stop(self) -> None:
         self.controller.stop()
+
+
+class TcpProxy:
+    """A TCP relay on 127.0.0.1 to a real server (PostgreSQL), whose link can be cut.
+
+    `cut()` drops every open connection and refuses new ones, as when the database server
+    restarts or the network between the hosts fails; `restore()` takes connections again on
+    the same port.
+    """
+
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+        self.target = (target_host, target_port)
+        self._lock = threading.Lock()
+        self._open: list[socket.socket] = []
+        self._listener: socket.socket | None = None
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        self.restore()
+
+    def restore(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        with self._lock:
+            listener, self._listener = self._listener, None
+            sockets, self._open = self._open, []
+        if listener is not None:
+            listener.close()
+        for s in sockets:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # the listener was closed: cut
+            try:
+                server = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._open += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()

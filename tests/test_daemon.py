@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from fakes import TcpProxy
 from sqlalchemy import event as sa_event
+from sqlalchemy.engine import make_url
 
 from crmd.cli import main
 from crmd.clock import FixedClock
@@ -675,6 +677,34 @@ def test_heartbeat_and_work_counts_on_postgresql(tmp_path: Path, pg_database: st
         assert (beat.state, beat.last_tick_at) == ("running", h.local("2026-11-23 09:00"))
         assert (counts["open_tasks"], counts["overdue_tasks"]) == (1, 1)
     finally:
+        h.store.dispose()
+
+
+@pytest.mark.postgres
+def test_a_lost_database_connection_is_retried_and_the_daemon_rides_it_out(
+    tmp_path: Path, pg_database: str, logs: Records
+) -> None:
+    """PostgreSQL restarting, or the network to it failing: the daemon logs it, keeps
+    running, and fires what fell due once the database is back."""
+    url = make_url(pg_database)
+    proxy = TcpProxy(url.port or 5432, url.host or "127.0.0.1")
+    h = Harness(tmp_path / "pg", DAILY, store_url=url.set(port=proxy.port).render_as_string(False))
+    try:
+        daemon, clock = daemon_for(h, "2026-11-23 08:00")
+        assert daemon.tick_once()
+        proxy.cut()
+        for minute in ("09:00", "09:01"):
+            clock.set(h.local(f"2026-11-23 {minute}"))
+            assert daemon.tick_once() is False
+        assert "cannot" in (daemon.last_error or "")
+        assert any("step failed, will retry" in line for line in logs.at_least(logging.ERROR))
+        proxy.restore()
+        clock.set(h.local("2026-11-23 09:02"))
+        assert daemon.tick_once()
+        assert daemon.last_error is None
+        assert [t.title for t in h.tasks()] == ["看板 2026-11-23"]
+    finally:
+        proxy.cut()
         h.store.dispose()
 
 
