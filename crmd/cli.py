@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-from sqlalchemy import Connection, Row
 
 from crmd import outbox as ox
 from crmd import queries as q
@@ -24,13 +23,14 @@ from crmd.clock import Clock, FixedClock, SystemClock
 from crmd.engine import Engine
 from crmd.errors import CrmdError, RuleSetError
 from crmd.events import ATTEMPT_OUTCOMES
+from crmd.health import live_daemons, site_health
 from crmd.intake import NewEvent, record_events
 from crmd.logs import setup_logging
 from crmd.report import FireRecord, TickReport
 from crmd.rule import RuleSet
 from crmd.ruleset import load_rules
 from crmd.site import Site, load_site
-from crmd.store import Store, Unit, application_name
+from crmd.store import Store, Unit
 from crmd.view import (
     FireJsonStream,
     fire_line,
@@ -438,7 +438,7 @@ def reload(app: App) -> None:
 def _reload_shared(app: App, rules: int) -> None:
     """Reload the daemons of this host that share a PostgreSQL store (SIGHUP to each)."""
     with app.store.read() as conn:
-        running = _live_daemons(app, conn)
+        running = live_daemons(conn, app.store.schema)
     host = socket.gethostname()
     here = [b.pid for b in running if b.host == host]
     if not here:
@@ -453,16 +453,6 @@ def _reload_shared(app: App, rules: int) -> None:
     )
 
 
-def _live_daemons(app: App, conn: Connection) -> list[Row[Any]]:
-    """The daemons of this site (in its schema) whose sessions are open on PostgreSQL."""
-    live = q.live_session_names(conn)
-    return [
-        b
-        for b in q.heartbeats(conn)
-        if b.state == "running" and application_name(b.host, b.pid, app.store.schema) in live
-    ]
-
-
 @main.command()
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
@@ -471,42 +461,10 @@ def status(app: App, as_json: bool) -> None:
 
     Exits 0 when a daemon is running, 3 when none is (like `systemctl status`).
     """
-    from crmd.instance import running_pid
-
-    with app.store.read() as conn:
-        beats = q.heartbeats(conn)
-        counts = q.work_counts(conn, app.now)
-        # Several daemons may share a PostgreSQL store: those whose sessions are open.
-        running = [] if app.store.is_sqlite else _live_daemons(app, conn)
-    if app.store.is_sqlite:
-        pid = running_pid(app.site)
-        beat = beats[0] if beats else None
-        running = [] if pid is None else beats[:1]
-    else:
-        beat = running[0] if running else (beats[0] if beats else None)
-        pid = beat.pid if running and beat is not None else None
-    last_tick = beat.last_tick_at if beat is not None else None
-    lag = (app.now - last_tick).total_seconds() if last_tick is not None else None
-    info: dict[str, Any] = {
-        "running": pid is not None,
-        "pid": pid if pid and pid > 0 else (beat.pid if beat is not None and pid else None),
-        "store": app.store.safe_url,
-        "schema": app.store.schema,
-        "started_at": beat.started_at.isoformat() if beat is not None else None,
-        "last_tick_at": last_tick.isoformat() if last_tick is not None else None,
-        "lag_seconds": None if lag is None else round(lag, 1),
-        "rules": beat.rules if beat is not None else None,
-        "last_error": beat.last_error if beat is not None else None,
-        "daemons": [
-            {
-                "host": b.host,
-                "pid": b.pid,
-                "last_tick_at": b.last_tick_at.isoformat() if b.last_tick_at else None,
-            }
-            for b in running
-        ],
-        **counts,
-    }
+    health = site_health(app.site, app.store, app.now)
+    info = health.as_json()
+    running, pid, counts = health.running, health.pid, health.counts
+    last_tick, lag = health.last_tick, health.lag_seconds
     if as_json:
         _print_json(info)
     else:

@@ -1,0 +1,94 @@
+"""A site's health, for `crmd status` and `crmd sites`: its daemons, last tick, lag and work.
+
+On SQLite one daemon per store holds the site's instance lock (crmd.instance); on
+PostgreSQL several daemons may share a site, and the live ones are those whose database
+sessions are open (named by crmd.store.application_name). Each daemon's row in the store's
+`daemon` table says when it last ticked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row
+
+from crmd import queries as q
+from crmd.instance import running_pid
+from crmd.site import Site
+from crmd.store import Store, application_name
+
+
+@dataclass(frozen=True)
+class SiteHealth:
+    """What `crmd status` reports for one site at `now`."""
+
+    now: datetime
+    store: str  # the store's URL, password hidden
+    schema: str | None
+    # The running daemon's PID (the first one's, with several; -1 if it is unknown); None
+    # when no daemon runs.
+    pid: int | None
+    beat: Row[Any] | None  # the row of the daemon reported on: the running one, or the last
+    running: list[Row[Any]]  # the rows of every running daemon
+    counts: dict[str, int]  # open and overdue tasks, messages by status
+
+    @property
+    def last_tick(self) -> datetime | None:
+        return self.beat.last_tick_at if self.beat is not None else None
+
+    @property
+    def lag_seconds(self) -> float | None:
+        last = self.last_tick
+        return None if last is None else (self.now - last).total_seconds()
+
+    def as_json(self) -> dict[str, Any]:
+        beat, lag = self.beat, self.lag_seconds
+        return {
+            "running": self.pid is not None,
+            "pid": self.pid if self.pid is not None and self.pid > 0 else None,
+            "store": self.store,
+            "schema": self.schema,
+            "started_at": beat.started_at.isoformat() if beat is not None else None,
+            "last_tick_at": self.last_tick.isoformat() if self.last_tick is not None else None,
+            "lag_seconds": None if lag is None else round(lag, 1),
+            "rules": beat.rules if beat is not None else None,
+            "last_error": beat.last_error if beat is not None else None,
+            "daemons": [
+                {
+                    "host": b.host,
+                    "pid": b.pid,
+                    "last_tick_at": b.last_tick_at.isoformat() if b.last_tick_at else None,
+                }
+                for b in self.running
+            ],
+            **self.counts,
+        }
+
+
+def live_daemons(conn: Connection, schema: str | None) -> list[Row[Any]]:
+    """The daemons of a site (in its schema) whose sessions are open on PostgreSQL."""
+    live = q.live_session_names(conn)
+    return [
+        b
+        for b in q.heartbeats(conn)
+        if b.state == "running" and application_name(b.host, b.pid, schema) in live
+    ]
+
+
+def site_health(site: Site, store: Store, now: datetime) -> SiteHealth:
+    with store.read() as conn:
+        beats = q.heartbeats(conn)
+        counts = q.work_counts(conn, now)
+        running = [] if store.is_sqlite else live_daemons(conn, store.schema)
+    if store.is_sqlite:
+        pid = running_pid(site)
+        beat = beats[0] if beats else None
+        running = [] if pid is None else beats[:1]
+        if pid is not None and pid <= 0 and beat is not None:
+            pid = beat.pid  # the lock holder's PID is unknown: the daemon's own row says it
+    else:
+        beat = running[0] if running else (beats[0] if beats else None)
+        pid = beat.pid if running and beat is not None else None
+    return SiteHealth(now, store.safe_url, store.schema, pid, beat, running, counts)
