@@ -23,7 +23,7 @@ from crmd.clock import Clock, FixedClock, SystemClock
 from crmd.engine import Engine
 from crmd.errors import CrmdError, RuleSetError
 from crmd.events import ATTEMPT_OUTCOMES
-from crmd.health import live_daemons, site_health
+from crmd.health import live_daemons, site_directories, site_health, survey_site
 from crmd.intake import NewEvent, record_events
 from crmd.logs import setup_logging
 from crmd.report import FireRecord, TickReport
@@ -38,6 +38,7 @@ from crmd.view import (
     message_json,
     outbox_table,
     plan_summary_table,
+    sites_table,
     task_json,
     tasks_table,
 )
@@ -491,6 +492,29 @@ def status(app: App, as_json: bool) -> None:
             f"{counts['dead_messages']} dead"
         )
     if pid is None:
+        sys.exit(3)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def sites(app: App, directory: Path, as_json: bool) -> None:
+    """Every site in DIRECTORY (one directory per site): daemons, last tick and work.
+
+    Changes nothing: a site whose store does not exist yet or needs an upgrade says so.
+    Exits 0 when every site has a running daemon, 3 otherwise.
+    """
+    if os.environ.get("CRMD_STORE_SCHEMA"):
+        fail("CRMD_STORE_SCHEMA names one site's schema; unset it to list several sites")
+    rows = [survey_site(d, app.now) for d in site_directories(directory)]
+    if as_json:
+        _print_json([row.as_json() for row in rows])
+    elif rows:
+        sites_table(rows)
+    else:
+        click.echo(f"no sites in {directory} (a site is a directory with a site.yaml)")
+    if not rows or any(row.state != "running" for row in rows):
         sys.exit(3)
 
 

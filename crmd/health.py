@@ -1,5 +1,8 @@
 """A site's health, for `crmd status` and `crmd sites`: its daemons, last tick, lag and work.
 
+`crmd sites DIR` surveys a directory of sites (a dealer group's, one directory per
+dealership) without changing any of them.
+
 On SQLite one daemon per store holds the site's instance lock (crmd.instance); on
 PostgreSQL several daemons may share a site, and the live ones are those whose database
 sessions are open (named by crmd.store.application_name). Each daemon's row in the store's
@@ -9,14 +12,17 @@ sessions are open (named by crmd.store.application_name). Each daemon's row in t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Row
+from sqlalchemy.engine import make_url
 
 from crmd import queries as q
+from crmd.errors import CrmdError
 from crmd.instance import running_pid
-from crmd.site import Site
+from crmd.site import Site, load_site
 from crmd.store import Store, application_name
 
 
@@ -92,3 +98,66 @@ def site_health(site: Site, store: Store, now: datetime) -> SiteHealth:
         beat = running[0] if running else (beats[0] if beats else None)
         pid = beat.pid if running and beat is not None else None
     return SiteHealth(now, store.safe_url, store.schema, pid, beat, running, counts)
+
+
+@dataclass(frozen=True)
+class SiteSurvey:
+    """One site of a directory of sites, as `crmd sites` lists it."""
+
+    directory: str  # the site directory's name
+    name: str
+    schema: str | None
+    state: str  # running | not running | not created | needs upgrade | error
+    health: SiteHealth | None = None
+    error: str = ""
+    timezone: tzinfo = UTC  # the site's, for showing its times
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "site": self.directory,
+            "name": self.name,
+            "schema": self.schema,
+            "state": self.state,
+        }
+        if self.error:
+            out["error"] = self.error
+        if self.health is not None:
+            out.update(self.health.as_json())
+        return out
+
+
+def site_directories(root: Path) -> list[Path]:
+    """The directories right under `root` that hold a site.yaml, by name."""
+    if not root.is_dir():
+        raise CrmdError(f"{root} is not a directory of sites (one directory per site)")
+    return sorted(d for d in root.iterdir() if (d / "site.yaml").is_file())
+
+
+def survey_site(directory: Path, now: datetime) -> SiteSurvey:
+    """A site's health without changing anything: a store that does not exist yet, or was
+    made by an older crmd, is reported as such, not created or upgraded."""
+    try:
+        site = load_site(directory)
+    except CrmdError as exc:
+        return SiteSurvey(directory.name, "", None, "error", error=str(exc))
+    about = (directory.name, site.name, site.store_schema)
+    database = make_url(site.store_url).database or ""
+    if site.store_url.startswith("sqlite") and not Path(database).is_file():
+        return SiteSurvey(*about, "not created")
+    try:
+        store = Store(site.store_url, schema=site.store_schema)
+    except CrmdError as exc:
+        return SiteSurvey(*about, "error", error=str(exc))
+    try:
+        revision = store.revision()
+        if revision is None:
+            return SiteSurvey(*about, "not created")
+        if revision != store.head_revision():
+            return SiteSurvey(*about, "needs upgrade", error=f"store at revision {revision}")
+        health = site_health(site, store, now)
+    except CrmdError as exc:
+        return SiteSurvey(*about, "error", error=str(exc))
+    finally:
+        store.dispose()
+    state = "running" if health.pid is not None else "not running"
+    return SiteSurvey(*about, state, health, timezone=site.timezone)

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Row
 
+from crmd.health import SiteSurvey
 from crmd.report import FireRecord, RuleTally
 from crmd.site import Site
 
@@ -218,5 +219,36 @@ def outbox_table(rows: Sequence[Row[Any]], site: Site) -> None:
             _local(when, site),
             text if len(text) <= 40 else text[:39] + "…",
             m.last_error or "",
+        )
+    _console().print(table)
+
+
+def sites_table(rows: Sequence[SiteSurvey]) -> None:
+    """One line per site of a directory of sites (`crmd sites`), times in each site's zone."""
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("site", "name", "schema", "daemon", "last tick", "open", "overdue", "held"):
+        table.add_column(column)
+    table.add_column("dead")
+    table.add_column("note")
+    for row in rows:
+        h = row.health
+        if h is None:
+            table.add_row(
+                row.directory, row.name, row.schema or "", row.state, *[""] * 5, row.error
+            )
+            continue
+        daemons = f"{len(h.running)} running" if len(h.running) > 1 else row.state
+        last = h.last_tick
+        table.add_row(
+            row.directory,
+            row.name,
+            row.schema or "",
+            daemons,
+            "" if last is None else f"{last.astimezone(row.timezone):%Y-%m-%d %H:%M}",
+            str(h.counts["open_tasks"]),
+            str(h.counts["overdue_tasks"]),
+            str(h.counts["held_messages"]),
+            str(h.counts["dead_messages"]),
+            (h.beat.last_error if h.beat is not None else None) or "",
         )
     _console().print(table)

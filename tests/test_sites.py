@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from click.testing import CliRunner, Result
 from daemon_child import CHILD, CRMD, RULES, wait_for_log
@@ -26,6 +27,7 @@ from sqlalchemy import Connection, create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
+from crmd import queries as q
 from crmd.cli import main
 from crmd.errors import ConfigError
 from crmd.intake import NewEvent, record_events, upsert_customers
@@ -528,3 +530,95 @@ def test_upgrading_a_site_changes_its_schema_only(pg_database: str) -> None:
     finally:
         for store in stores:
             store.dispose()
+
+
+# ------------------------------------------------------------------ crmd sites
+
+
+@pytest.mark.postgres
+def test_sites_lists_a_groups_sites_without_changing_any(
+    tmp_path: Path, pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CRMD_STORE_URL", pg_database)
+    monkeypatch.delenv("CRMD_STORE_SCHEMA", raising=False)
+    group = tmp_path / "sites"
+    a = make_site_dir(group / "dealer_a", "dealer_a", RULES_A, "timezone: Asia/Shanghai\n")
+    make_site_dir(group / "dealer_b", "dealer_b", RULES_B)  # its schema was never created
+    make_site_dir(group / "dealer_c", "dealer_c", RULES_B)  # made by an older crmd
+    (group / "broken").mkdir()
+    (group / "broken" / "site.yaml").write_text("store_schema: Bad-Name\n", encoding="utf-8")
+    (group / "not_a_site").mkdir()
+    older = Store(pg_database, schema="dealer_c")
+    older.migrate("0003")
+    older.dispose()
+    h = Harness(a, store_url=pg_database)
+    h.tick("2026-11-20 09:00")  # the rule starts
+    h.customer("C1", name="张三", phone="13800138000")
+    h.event("sale.delivered", "2026-11-20 10:00", "C1")
+    h.tick("2026-11-23 09:00")  # one task, one message
+    with h.store.write() as conn:
+        q.save_heartbeat(
+            conn,
+            "shop-host:4242",
+            host="shop-host",
+            pid=4242,
+            state="running",
+            started_at=h.local("2026-11-23 08:00"),
+            last_tick_at=h.local("2026-11-23 09:00"),
+            rules=1,
+            updated_at=h.local("2026-11-23 09:00"),
+        )
+    # A daemon of dealer_a is alive: its session is open under its name.
+    live = psycopg.connect(
+        make_url(pg_database).set(drivername="postgresql").render_as_string(False),
+        application_name=application_name("shop-host", 4242, "dealer_a"),
+    )
+    try:
+        now = ["--now", "2026-11-23T09:05:00+08:00"]
+        result = CliRunner().invoke(main, [*now, "sites", str(group), "--json"])
+        assert result.exit_code == 3, result.output  # not every site has a running daemon
+        listed = {row["site"]: row for row in json.loads(result.stdout)}
+        assert sorted(listed) == ["broken", "dealer_a", "dealer_b", "dealer_c"]
+        assert listed["dealer_a"]["state"] == "running"
+        assert listed["dealer_a"]["pid"] == 4242
+        assert listed["dealer_a"]["lag_seconds"] == 300.0
+        assert (listed["dealer_a"]["open_tasks"], listed["dealer_a"]["queued_messages"]) == (1, 1)
+        assert listed["dealer_b"]["state"] == "not created"
+        assert (listed["dealer_c"]["state"], listed["dealer_c"]["error"]) == (
+            "needs upgrade",
+            "store at revision 0003",
+        )
+        assert listed["broken"]["state"] == "error"
+        assert "store_schema" in listed["broken"]["error"]
+        table = CliRunner().invoke(
+            main, ["--now", "2026-11-23T09:05:00+08:00", "sites", str(group)]
+        )
+        assert "2026-11-23 09:00" in table.stdout  # dealer_a's last tick, in its own zone
+    finally:
+        live.close()
+        h.store.dispose()
+    public = Store(pg_database)
+    with public.read() as conn:  # looking created and upgraded nothing
+        schemas = conn.execute(
+            text("SELECT table_schema FROM information_schema.tables WHERE table_name = :t"),
+            {"t": "alembic_version"},
+        ).scalars()
+        assert sorted(schemas) == ["dealer_a", "dealer_c"]
+    public.dispose()
+    checked = Store(pg_database, schema="dealer_c")
+    assert checked.revision() == "0003"
+    checked.dispose()
+
+
+def test_sites_says_when_a_directory_has_none_and_refuses_one_sites_schema(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CRMD_STORE_SCHEMA", raising=False)
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(main, ["sites", str(tmp_path / "empty")])
+    assert result.exit_code == 3
+    assert "no sites in" in result.stdout
+    monkeypatch.setenv("CRMD_STORE_SCHEMA", "dealer_a")
+    result = CliRunner().invoke(main, ["sites", str(tmp_path / "empty")])
+    assert result.exit_code == 1
+    assert "unset it to list several sites" in result.stderr
