@@ -21,6 +21,8 @@ from fakes import TcpProxy
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import make_url
 
+from crmd.channels.email import EmailChannel
+from crmd.channels.sms import SmsChannel
 from crmd.cli import main
 from crmd.clock import FixedClock
 from crmd.daemon import Daemon
@@ -523,7 +525,7 @@ def test_the_shipped_unit_file_asks_for_notify_watchdog_credentials_and_hardenin
     assert settings["User"] == ["crmd"]
     assert settings["NoNewPrivileges"] == ["yes"]
     assert settings["ProtectSystem"] == ["strict"]
-    assert len(settings["LoadCredential"]) == 2
+    assert len(settings["LoadCredential"]) == 3
     # The store (and so its lock and WAL files) is in the one writable directory.
     (store_url,) = [e for e in settings["Environment"] if e.startswith("CRMD_STORE_URL=")]
     store_dir = str(Path(store_url.removeprefix("CRMD_STORE_URL=sqlite:///")).parent)
@@ -541,6 +543,17 @@ def unit_settings(name: str) -> dict[str, list[str]]:
     return settings
 
 
+# The systemd credentials the built-in channels read, in the units' order.
+CREDENTIALS = [spec.credential for kind in (SmsChannel, EmailChannel) for spec in kind.secrets]
+
+
+def test_the_unit_loads_the_credentials_the_channels_read() -> None:
+    assert unit_settings("crmd.service")["LoadCredential"] == [
+        f"{name}:/etc/crmd/credentials/{name}" for name in CREDENTIALS
+    ]
+    assert CREDENTIALS == ["twilio_account_sid", "twilio_auth_token", "smtp_password"]
+
+
 def test_the_template_unit_runs_one_site_of_a_shared_store_like_the_single_unit() -> None:
     """crmd@SITE.service: the site from its instance name, the store URL from a file, and
     otherwise the very settings of crmd.service (hardening, watchdog, reload)."""
@@ -551,8 +564,7 @@ def test_the_template_unit_runs_one_site_of_a_shared_store_like_the_single_unit(
     ]
     assert template["EnvironmentFile"] == ["/etc/crmd/store.env"]
     assert template["LoadCredential"] == [
-        "twilio-token:/etc/crmd/sites/%i/credentials/twilio-token",
-        "smtp-password:/etc/crmd/sites/%i/credentials/smtp-password",
+        f"{name}:/etc/crmd/sites/%i/credentials/{name}" for name in CREDENTIALS
     ]
     # No local store: nothing to write, so no state directory.
     local = {"StateDirectory", "StateDirectoryMode", "ReadWritePaths"}
