@@ -403,13 +403,33 @@ def done(app: App, task_id: int, note: str | None) -> None:
 @click.option("--dry-run", is_flag=True, help="Evaluate and log what would fire; write nothing.")
 @click.option("--interval", default=30.0, show_default=True, help="Seconds between ticks.")
 @click.option("--once", is_flag=True, help="Run one tick and exit (for cron and tests).")
+@click.option(
+    "--sites",
+    "sites_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Run every site under this directory (one directory per site) in this process.",
+)
+@click.option("--workers", default=4, show_default=True, help="With --sites: sites ticked at once.")
 @pass_app
-def run(app: App, dry_run: bool, interval: float, once: bool) -> None:
+def run(
+    app: App, dry_run: bool, interval: float, once: bool, sites_dir: Path | None, workers: int
+) -> None:
     """The daemon: tick the rules every --interval seconds until stopped (SIGHUP reloads)."""
     from crmd.daemon import serve
+    from crmd.group import GroupDaemon
 
     if interval <= 0:
         raise click.BadParameter("--interval must be more than 0 seconds")
+    if workers < 1:
+        raise click.BadParameter("--workers must be at least 1")
+    if sites_dir is not None:
+        if os.environ.get("CRMD_STORE_SCHEMA"):
+            fail("CRMD_STORE_SCHEMA names one site's schema; unset it to run several sites")
+        group = GroupDaemon(
+            sites_dir, app.clock, interval=interval, workers=workers, dry_run=dry_run
+        )
+        group.run(once=once)
+        return
     serve(app.site, app.clock, lambda: app.store, dry_run=dry_run, interval=interval, once=once)
 
 

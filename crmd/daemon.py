@@ -287,9 +287,8 @@ class Daemon:
 
     # ------------------------------------------------------------ the loop
 
-    def run(self, *, once: bool = False) -> None:
-        if threading.current_thread() is threading.main_thread():
-            self.install_signal_handlers()
+    def announce_start(self) -> None:
+        """Say in the log and the store that this daemon runs (before its first pass)."""
         logger.info(
             "crmd running: site %s, store %s, %d rules, every %ss",
             self.site.root,
@@ -299,6 +298,16 @@ class Daemon:
         )
         self._log_catch_up()
         self._heartbeat("running", None, None)
+
+    def announce_stop(self) -> None:
+        """Record in the store that this daemon stopped (after its last pass)."""
+        self._heartbeat("stopped", None, None)
+        logger.info("crmd stopped: site %s", self.site.root)
+
+    def run(self, *, once: bool = False) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self.install_signal_handlers()
+        self.announce_start()
         self.notifier.ready(self._status_text())
         watchdog = self.notifier.watchdog_interval
         wait = self.interval if watchdog is None else min(self.interval, watchdog)
@@ -319,8 +328,7 @@ class Daemon:
                     self._wake.wait(max(0.0, min(wait, next_tick - time.monotonic())))
         finally:
             self.notifier.stopping()
-            self._heartbeat("stopped", None, None)
-            logger.info("crmd stopped")
+            self.announce_stop()
 
     def _log_catch_up(self) -> None:
         """Say so when the daemon starts behind: the first pass fires what fell due, late."""

@@ -5,6 +5,11 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from contextvars import ContextVar
+
+# The site whose work the current thread does, when one process runs several sites
+# (`crmd run --sites`); its log lines say which, as "[site] ".
+current_site: ContextVar[str] = ContextVar("current_site", default="")
 
 # Phone numbers (7+ digits, optionally +country and separators) and e-mail addresses.
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
@@ -33,7 +38,12 @@ class MaskingFormatter(logging.Formatter):
     """A formatter whose output never shows a whole phone number or e-mail address."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return mask(super().format(record))
+        site = current_site.get()
+        text = super().format(record)
+        if site:
+            head, sep, message = text.partition(": ")
+            text = f"{head}{sep}[{site}] {message}" if sep else f"[{site}] {text}"
+        return mask(text)
 
 
 def setup_logging(level: str) -> None:

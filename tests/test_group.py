@@ -1,0 +1,141 @@
+"""`crmd run --sites DIR`: a dealer group's sites in one daemon process.
+
+A real `crmd` process runs sites in their own PostgreSQL schemas and a site on its own
+SQLite file, each with its own rules; the test adds a site, removes one and breaks one
+while it runs, and stops it with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from daemon_child import CRMD, RULES, wait_for_log
+
+from crmd import queries as q
+from crmd.testing import Harness
+
+
+def make_group_site(group: Path, name: str, store: str, schema: str | None = None) -> Harness:
+    """A site of the group with one customer delivered half an hour ago, its rules started
+    an hour ago, so the daemon's first pass welcomes the customer."""
+    root = group / name
+    root.mkdir(parents=True)
+    settings = f"name: {name}\nstore: {store}\n" + (f"store_schema: {schema}\n" if schema else "")
+    (root / "site.yaml").write_text(settings, encoding="utf-8")
+    h = Harness(root, RULES, store_url=None if store.startswith("sqlite") else store)
+    now = datetime.now(UTC)
+    h.tick(now - timedelta(hours=1))
+    h.customer("C1", name=f"{name}的客户", phone="13800138000")
+    local = (now - timedelta(minutes=30)).astimezone(h.site.timezone)
+    h.event("sale.delivered", f"{local:%Y-%m-%d %H:%M}", "C1")
+    return h
+
+
+def wait_until(check: Callable[[], bool], child: subprocess.Popen[bytes], log: Path) -> None:
+    """Until `check()` holds; bounded by 60 s, and failing at once if the daemon exits."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert child.poll() is None, f"the daemon exited early:\n{log.read_text()}"
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"not reached in 60 s; the daemon's log:\n{log.read_text()}")
+
+
+def welcomed(h: Harness) -> bool:
+    return [t.title for t in h.tasks("delivery-welcome")] == [f"欢迎 {h.site.name}的客户"]
+
+
+def state_of(h: Harness) -> str:
+    with h.store.read() as conn:
+        (beat,) = q.heartbeats(conn)
+    return str(beat.state)
+
+
+def sites_json(group: Path) -> dict[str, Any]:
+    result = subprocess.run(
+        [*CRMD, "sites", str(group), "--json"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode in (0, 3), result.stderr
+    return {row["site"]: row for row in json.loads(result.stdout)}
+
+
+@pytest.mark.postgres
+def test_one_process_runs_a_groups_sites_and_follows_the_directory(
+    tmp_path: Path, pg_database: str
+) -> None:
+    group = tmp_path / "sites"
+    a = make_group_site(group, "dealer_a", pg_database, "dealer_a")
+    b = make_group_site(group, "dealer_b", pg_database, "dealer_b")
+    s = make_group_site(group, "solo", "sqlite:///store/crmd.db")
+    broken = group / "broken"
+    (broken / "rules").mkdir(parents=True)
+    (broken / "site.yaml").write_text("name: broken\n", encoding="utf-8")
+    (broken / "rules" / "bad.yaml").write_text("rules:\n  - id: x\n    when: {}\n", "utf-8")
+    log = tmp_path / "group.log"
+    with log.open("ab") as out:
+        child = subprocess.Popen(
+            [*CRMD, "run", "--sites", str(group), "--interval", "0.2", "--workers", "2"],
+            stdout=out,
+            stderr=out,
+        )
+    harnesses = [a, b, s]
+    try:
+        for h in harnesses:
+            wait_until(lambda h=h: welcomed(h), child, log)
+        assert "site broken left out" in log.read_text()
+        # Each site's lines say which site they are about.
+        wait_for_log(log, "crmd.actions: [solo] message queued by delivery-welcome for C1")
+        listed = sites_json(group)
+        for name in ("dealer_a", "dealer_b", "solo"):
+            assert (listed[name]["state"], listed[name]["pid"]) == ("running", child.pid)
+        assert listed["broken"]["state"] == "not running"
+
+        # A dealership joins, one leaves, and the broken one is mended; then a reload.
+        c = make_group_site(group, "dealer_c", pg_database, "dealer_c")
+        harnesses.append(c)
+        shutil.rmtree(b.root)
+        (broken / "rules" / "bad.yaml").write_text(RULES, encoding="utf-8")
+        child.send_signal(signal.SIGHUP)
+        wait_until(lambda: welcomed(c), child, log)
+        wait_for_log(log, "site dealer_b removed")
+        wait_for_log(log, f"crmd running: site {broken}")
+        assert state_of(b) == "stopped"
+        assert state_of(a) == "running"
+        assert len(a.fires("delivery-welcome")) == 1  # ticking on, firing nothing twice
+    finally:
+        child.send_signal(signal.SIGTERM)
+        try:
+            assert child.wait(timeout=30) == 0, log.read_text()
+        finally:
+            if child.poll() is None:
+                child.kill()
+    for h in (a, c, s):
+        assert state_of(h) == "stopped"
+    for h in harnesses:
+        h.store.dispose()
+
+
+def test_a_group_with_no_site_that_can_start_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "only" / "rules").mkdir(parents=True)
+    (tmp_path / "only" / "site.yaml").write_text("name: only\n", encoding="utf-8")
+    (tmp_path / "only" / "rules" / "bad.yaml").write_text("rules: [{id: x}]\n", "utf-8")
+    result = subprocess.run(
+        [*CRMD, "run", "--sites", str(tmp_path), "--once"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "no site under" in result.stderr
+    assert "only:" in result.stderr
+    assert "Traceback" not in result.stderr
