@@ -18,7 +18,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import FrameType
@@ -62,13 +62,14 @@ class Config:
     sender: OutboxSender | None = None
 
 
-def load_config(site: Site, store: Store) -> Config:
-    """Read and check the site's rule and channel files, and the channels' secrets.
+def load_config(site: Site, store: Store, env: Mapping[str, str] | None = None) -> Config:
+    """Read and check the site's rule and channel files, and the channels' secrets (from
+    `env`, by default the process's environment and systemd credentials).
 
     Raises RuleSetError (every problem as file:line:col) or another ConfigError.
     """
     engine = Engine(site, load_rules(site))
-    return Config(engine, Sender.for_site(site, store))
+    return Config(engine, Sender.for_site(site, store, env))
 
 
 Step = Callable[[datetime], str]

@@ -8,10 +8,12 @@ ran alone, and its work, heartbeat, locks and `crmd status` are its own. One pro
 the group instead of one per site saves the memory of an interpreter per site.
 
 A site that cannot start (a bad site.yaml or rule file, a store that cannot be opened, a
-SQLite store another daemon holds) is logged and left out; the others run. SIGHUP reloads
-every site's rules and channels (a bad set is refused for that site alone), starts sites
-added to DIR or left out before, and stops those removed. SIGTERM stops every site after
-its transaction in flight.
+SQLite store another daemon holds) is logged and left out; the others run. A site's
+channel secrets come from its own `credentials/` directory when it has one (so each
+dealership may have its own Twilio account and SMTP password), else from the process's
+environment and systemd credentials. SIGHUP reloads every site's rules and channels (a bad
+set is refused for that site alone), starts sites added to DIR or left out before, and
+stops those removed. SIGTERM stops every site after its transaction in flight.
 """
 
 from __future__ import annotations
@@ -44,6 +46,13 @@ logger = logging.getLogger(__name__)
 LOOK_EVERY = 1.0
 
 
+def load_group_config(site: Site, store: Store) -> Config:
+    """A site's rules and channels; its secrets from its own `credentials/` directory when
+    it has one (a file per credential, named as in docs/channels.md), else the process's."""
+    own = site.root / "credentials"
+    return load_config(site, store, {"CREDENTIALS_DIRECTORY": str(own)} if own.is_dir() else None)
+
+
 @dataclass
 class Member:
     """One site of the group: its daemon, the lock of its SQLite store, its pass in flight."""
@@ -70,7 +79,7 @@ class GroupDaemon:
     workers: int = 4
     dry_run: bool = False
     notifier: Notifier = field(default_factory=Notifier)
-    configure: Callable[[Site, Store], Config] = load_config
+    configure: Callable[[Site, Store], Config] | None = None  # default: load_group_config
     members: dict[Path, Member] = field(default_factory=dict)
     failed: dict[Path, str] = field(default_factory=dict)  # sites left out, and why
 
@@ -121,7 +130,7 @@ class GroupDaemon:
                 dry_run=self.dry_run,
                 interval=self.interval,
                 notifier=Notifier({}),  # the group speaks to systemd, not each site
-                configure=self.configure,
+                configure=self.configure or load_group_config,
             )
         except CrmdError as exc:
             if store is not None:

@@ -576,6 +576,22 @@ def test_the_template_unit_runs_one_site_of_a_shared_store_like_the_single_unit(
     }
 
 
+def test_the_group_unit_runs_every_site_with_the_template_units_other_settings() -> None:
+    """crmd-group.service: one process for /etc/crmd/sites, each site's secrets read from its
+    own directory, and otherwise the settings of crmd@.service."""
+    template, group = unit_settings("crmd@.service"), unit_settings("crmd-group.service")
+    assert group["ExecStart"] == [
+        "/opt/crmd/bin/crmd run --sites /etc/crmd/sites --interval 30 --workers 4"
+    ]
+    assert "LoadCredential" not in group
+    assert "ExecStartPre" not in group  # a site with bad rules is left out, not fatal
+    differ = {"Description", "Environment", "ExecStart", "ExecStartPre", "LoadCredential"}
+    assert group["Environment"] == ["CRMD_LOG_LEVEL=info"]
+    assert {k: v for k, v in group.items() if k not in differ} == {
+        k: v for k, v in template.items() if k not in differ
+    }
+
+
 def test_skip_after_takes_calendar_time_only(make_site: Callable[[str], Harness]) -> None:
     h = make_site(BIRTHDAY)
     (h.root / "rules" / "test.yaml").write_text(

@@ -18,9 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from channel_site import sms_yaml
 from daemon_child import CRMD, RULES, wait_for_log
 
 from crmd import queries as q
+from crmd.group import load_group_config
+from crmd.sender import Sender
 from crmd.testing import Harness
 
 
@@ -139,3 +142,31 @@ def test_a_group_with_no_site_that_can_start_is_refused(tmp_path: Path) -> None:
     assert "no site under" in result.stderr
     assert "only:" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_each_site_of_a_group_takes_its_secrets_from_its_own_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CRMD_TWILIO_ACCOUNT_SID", "AC-the-groups")
+    monkeypatch.setenv("CRMD_TWILIO_AUTH_TOKEN", "the-groups-token")
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    secrets = {}
+    for name, own in (
+        ("dealer_a", {"twilio_account_sid": "AC-a", "twilio_auth_token": "a"}),
+        ("dealer_b", None),
+    ):
+        h = Harness(tmp_path / name, RULES)
+        (h.root / "channels").mkdir()
+        (h.root / "channels" / "sms.yaml").write_text(sms_yaml("http://127.0.0.1:9"), "utf-8")
+        if own is not None:
+            (h.root / "credentials").mkdir(mode=0o700)
+            for credential, value in own.items():
+                (h.root / "credentials" / credential).write_text(value + "\n", "utf-8")
+        sender = load_group_config(h.site, h.store).sender
+        assert isinstance(sender, Sender)
+        secrets[name] = dict(sender.channels.secrets["sms"])
+        h.store.dispose()
+    assert secrets == {
+        "dealer_a": {"account_sid": "AC-a", "auth_token": "a"},
+        "dealer_b": {"account_sid": "AC-the-groups", "auth_token": "the-groups-token"},
+    }
