@@ -114,8 +114,9 @@ def _kill_and_restart(h: Harness, env: dict[str, str]) -> None:
         progress.append(len(h.fires()))
     print("fires after each kill:", progress)
     # Last, a graceful stop in the middle of whatever is left, then a run to the end.
+    offset = log.stat().st_size  # before the start, so its "crmd running" is after it
     child = start([sys.executable, "-c", CHILD, str(h.root)], log, env)
-    wait_for(log, "crmd running", child, after=log.stat().st_size)
+    wait_for(log, "crmd running", child, after=offset)
     time.sleep(rng.uniform(0, 0.3))
     child.send_signal(signal.SIGTERM)
     assert child.wait(60) == 0
