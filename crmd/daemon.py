@@ -110,6 +110,9 @@ class Daemon:
         self.last_error: str | None = None  # the last pass's store error, if it failed
         self.reload_error: str | None = None  # why the last reload was refused, until one works
         self._last_ping = time.monotonic()
+        # When this daemon last showed progress (a pass began, a batch was committed): a
+        # process running several sites feeds systemd's watchdog only while all progress.
+        self.progressed = time.monotonic()
 
     @property
     def engine(self) -> Engine:
@@ -143,6 +146,7 @@ class Daemon:
 
     def tick_once(self) -> bool:
         """One pass at the clock's `now`; False if a step failed (it is retried next pass)."""
+        self.progressed = time.monotonic()
         now = self.clock.now()
         if self._last is not None and now < self._last - CLOCK_SLACK:
             logger.warning(
@@ -208,6 +212,7 @@ class Daemon:
     def _between_batches(self) -> bool:
         """Asked before each transaction of a tick: whether to stop. A long catch-up keeps
         feeding the watchdog here, since each committed batch is progress."""
+        self.progressed = time.monotonic()
         interval = self.notifier.watchdog_interval
         if interval is not None and time.monotonic() - self._last_ping >= interval:
             self._ping()

@@ -87,6 +87,7 @@ class GroupDaemon:
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._wake = threading.Event()
+        self._stalled: list[str] = []
 
     # ------------------------------------------------------------ signals
 
@@ -166,6 +167,24 @@ class GroupDaemon:
 
     # ------------------------------------------------------------ the loop
 
+    def _feed_watchdog(self, interval: float | None) -> None:
+        """Tell systemd the process is alive, unless a site's pass has shown no progress for
+        twice the ping interval (the whole watchdog timeout): then systemd restarts the
+        group, as it would restart a hung single-site daemon."""
+        if interval is None:
+            return
+        now = time.monotonic()
+        stalled = [
+            m.directory.name
+            for m in self.members.values()
+            if m.busy and now - m.daemon.progressed > 2 * interval
+        ]
+        if not stalled:
+            self.notifier.watchdog()
+        elif stalled != self._stalled:
+            logger.error("no progress in site(s) %s: not feeding the watchdog", ", ".join(stalled))
+        self._stalled = stalled
+
     def _pass(self, member: Member) -> bool:
         """One pass of one site, in a worker thread; never raises."""
         token = current_site.set(member.directory.name)
@@ -218,7 +237,7 @@ class GroupDaemon:
                         member.running = pool.submit(self._pass, member)
                         member.running.add_done_callback(lambda _: self._wake.set())
                         passes[member.directory] = passes.get(member.directory, 0) + 1
-                    self.notifier.watchdog()
+                    self._feed_watchdog(watchdog)
                     if once and all(passes.get(d) and not m.busy for d, m in self.members.items()):
                         break
                     self._wake.clear()

@@ -33,7 +33,7 @@ from sqlalchemy.engine import make_url
 
 from crmd.store import Store
 from crmd.tables import metadata
-from crmd.testing import Harness
+from crmd.testing import FakeSystemd, Harness
 
 REPO = Path(__file__).resolve().parent.parent
 BACKENDS = ("sqlite", "postgresql")
@@ -294,3 +294,17 @@ def provider_env(fake_twilio: FakeTwilio) -> dict[str, str]:
         "CRMD_TWILIO_AUTH_TOKEN": AUTH_TOKEN,
         "CRMD_SMTP_PASSWORD": FakeSmtp.password,
     }
+
+
+@pytest.fixture
+def fake_systemd() -> Iterator[Callable[[str], FakeSystemd]]:
+    """Makes systemd notify sockets (crmd.testing.FakeSystemd), closed after the test."""
+    made: list[FakeSystemd] = []
+
+    def make(address: str) -> FakeSystemd:
+        made.append(FakeSystemd(address))
+        return made[-1]
+
+    yield make
+    for systemd in made:
+        systemd.close()

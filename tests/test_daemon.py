@@ -97,19 +97,6 @@ def daemon_for(h: Harness, at: str, **kw: Any) -> tuple[Daemon, FixedClock]:
 # ------------------------------------------------------------------ sd_notify
 
 
-@pytest.fixture
-def fake_systemd() -> Iterator[Callable[[str], FakeSystemd]]:
-    made: list[FakeSystemd] = []
-
-    def make(address: str) -> FakeSystemd:
-        made.append(FakeSystemd(address))
-        return made[-1]
-
-    yield make
-    for systemd in made:
-        systemd.close()
-
-
 @pytest.mark.parametrize("abstract", [False, True])
 def test_notifier_speaks_the_protocol_to_a_socket(
     tmp_path: Path, abstract: bool, fake_systemd: Callable[[str], FakeSystemd]

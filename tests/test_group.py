@@ -11,6 +11,7 @@ import json
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -22,9 +23,14 @@ from channel_site import sms_yaml
 from daemon_child import CRMD, RULES, wait_for_log
 
 from crmd import queries as q
-from crmd.group import load_group_config
+from crmd.clock import SystemClock
+from crmd.daemon import Config, load_config
+from crmd.group import GroupDaemon, load_group_config
+from crmd.notify import Notifier
 from crmd.sender import Sender
-from crmd.testing import Harness
+from crmd.site import Site
+from crmd.store import Store
+from crmd.testing import FakeSystemd, Harness
 
 
 def make_group_site(group: Path, name: str, store: str, schema: str | None = None) -> Harness:
@@ -170,3 +176,64 @@ def test_each_site_of_a_group_takes_its_secrets_from_its_own_credentials(
         "dealer_a": {"account_sid": "AC-a", "auth_token": "a"},
         "dealer_b": {"account_sid": "AC-the-groups", "auth_token": "the-groups-token"},
     }
+
+
+class BlockingSender:
+    """An outbox sender that hangs until released, as a stuck provider call would."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def run_once(self, now: datetime) -> None:
+        self.entered.set()
+        self.release.wait(60)
+
+
+def test_the_group_starves_the_watchdog_while_a_site_makes_no_progress(
+    tmp_path: Path, fake_systemd: Callable[[str], FakeSystemd]
+) -> None:
+    group = tmp_path / "sites"
+    for name in ("dealer_a", "dealer_b"):
+        Harness(group / name, RULES).store.dispose()
+        (group / name / "site.yaml").write_text(f"name: {name}\n", encoding="utf-8")
+    stuck = BlockingSender()
+
+    def configure(site: Site, store: Store) -> Config:
+        config = load_config(site, store)
+        if site.root.name == "dealer_b":
+            config.sender = stuck
+        return config
+
+    systemd = fake_systemd(str(tmp_path / "notify"))
+    notifier = Notifier({"NOTIFY_SOCKET": systemd.address, "WATCHDOG_USEC": "400000"})
+    daemon = GroupDaemon(group, SystemClock(), interval=0.05, notifier=notifier)
+    daemon.configure = configure
+    running = threading.Thread(target=daemon.run)
+    running.start()
+    try:
+        assert "READY" in systemd.until("READY")
+        assert stuck.entered.wait(30)
+        systemd.until("WATCHDOG")  # fed while dealer_b's pass is young
+        # 0.4 s without progress in dealer_b: no more pings, though dealer_a ticks on.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and daemon._stalled != ["dealer_b"]:
+            time.sleep(0.05)
+        assert daemon._stalled == ["dealer_b"]
+        systemd.sock.settimeout(1.0)
+        silent = False
+        deadline = time.monotonic() + 10
+        while not silent and time.monotonic() < deadline:  # past what was sent before
+            try:
+                systemd.next()
+            except TimeoutError:
+                silent = True
+        assert silent  # a whole second, five ping intervals, without a ping
+        stuck.release.set()  # the provider answers: progress again, pings again
+        systemd.sock.settimeout(30)
+        systemd.until("WATCHDOG")
+    finally:
+        stuck.release.set()
+        daemon.stop()
+        running.join(30)
+    assert not running.is_alive()
