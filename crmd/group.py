@@ -158,7 +158,10 @@ class GroupDaemon:
         self.notifier.reloading()
         for member in self.members.values():
             member.reload_pending = True
-        self.scan()
+        try:
+            self.scan()
+        except CrmdError as exc:  # the directory itself is gone or unreadable
+            logger.error("cannot look for sites: %s; the running sites go on", exc)
         self.notifier.ready(self._status_text())
 
     def _status_text(self) -> str:

@@ -130,7 +130,10 @@ def site_directories(root: Path) -> list[Path]:
     """The directories right under `root` that hold a site.yaml, by name."""
     if not root.is_dir():
         raise CrmdError(f"{root} is not a directory of sites (one directory per site)")
-    return sorted(d for d in root.iterdir() if (d / "site.yaml").is_file())
+    try:
+        return sorted(d for d in root.iterdir() if (d / "site.yaml").is_file())
+    except OSError as exc:
+        raise CrmdError(f"cannot list the sites in {root}: {exc.strerror or exc}") from None
 
 
 def survey_site(directory: Path, now: datetime) -> SiteSurvey:

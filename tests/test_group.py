@@ -237,3 +237,28 @@ def test_the_group_starves_the_watchdog_while_a_site_makes_no_progress(
         daemon.stop()
         running.join(30)
     assert not running.is_alive()
+
+
+def test_a_reload_that_cannot_find_the_directory_keeps_the_sites_running(tmp_path: Path) -> None:
+    group = tmp_path / "sites"
+    Harness(group / "dealer_a", RULES).store.dispose()
+    (group / "dealer_a" / "site.yaml").write_text("name: dealer_a\n", encoding="utf-8")
+    daemon = GroupDaemon(group, SystemClock(), interval=0.05, notifier=Notifier({}))
+    running = threading.Thread(target=daemon.run)
+    running.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not daemon.members:
+            time.sleep(0.05)
+        group.rename(tmp_path / "moved")  # an operator's mistake
+        daemon.request_reload()
+        while time.monotonic() < deadline and daemon._reload.is_set():
+            time.sleep(0.05)
+        assert not daemon._reload.is_set()  # the reload was taken
+        time.sleep(0.2)
+        assert running.is_alive()
+        assert [d.name for d in daemon.members] == ["dealer_a"]
+    finally:
+        daemon.stop()
+        running.join(30)
+    assert not running.is_alive()
