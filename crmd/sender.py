@@ -167,8 +167,12 @@ class Sender:
         self, now: datetime, skip: set[str], report: SendReport
     ) -> _Claimed | bool | None:
         """Claim the next due message: a claim to send, True if it was settled without
-        sending (held, cancelled, dead, deferred), None when nothing more is due."""
-        with self.store.write() as conn:
+        sending (held, cancelled, dead, deferred), None when nothing more is due.
+
+        The claim is durable: once the provider may have the message, the store knows it
+        was being sent, even after a power cut, so it is reconciled, never sent again.
+        """
+        with self.store.write(durable=True) as conn:
             row = ox.next_due(conn, now, skip)
             if row is None:
                 return None

@@ -46,12 +46,13 @@ def _sqlite_setup(engine: Engine, busy_timeout_ms: int) -> None:
     """WAL, foreign keys, a busy timeout, and transactions we control (savepoints work)."""
 
     @event.listens_for(engine, "connect")
-    def _connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    def _connect(dbapi_conn: sqlite3.Connection, record: Any) -> None:
         # Take transaction control from the sqlite3 module so BEGIN and SAVEPOINT are ours.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
+        record.info["crmd_synchronous"] = "NORMAL"
         cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         # 64 MB of page cache (the default is 2 MB): big imports and ticks touch indexes
         # spread over more pages than that. SQLite allocates it only as pages are used.
@@ -60,8 +61,18 @@ def _sqlite_setup(engine: Engine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
+        options = conn.get_execution_options()
+        # A durable transaction is on disk when it commits (synchronous=FULL syncs the WAL at
+        # each commit); others may be undone by a power cut since the last checkpoint
+        # (NORMAL), which a crash-safe redo covers. The level cannot change inside a
+        # transaction, so it is set here, before BEGIN, when it differs.
+        level = "FULL" if options.get("crmd_durable") else "NORMAL"
+        info = conn.connection.info
+        if info.get("crmd_synchronous") != level:
+            conn.exec_driver_sql(f"PRAGMA synchronous={level}")
+            info["crmd_synchronous"] = level
         # Writers take the write lock up front: no deadlock upgrading a read lock later.
-        mode = "DEFERRED" if conn.get_execution_options().get("crmd_read_only") else "IMMEDIATE"
+        mode = "DEFERRED" if options.get("crmd_read_only") else "IMMEDIATE"
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
@@ -233,11 +244,19 @@ class Store:
         return ScriptDirectory.from_config(cfg).get_current_head()
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[Connection]:
-        """One write transaction: committed on success, rolled back on any error."""
+    def write(self, *, durable: bool = False) -> Iterator[Connection]:
+        """One write transaction: committed on success, rolled back on any error.
+
+        `durable`: on disk once committed, even through a power cut (SQLite syncs its WAL at
+        that commit; PostgreSQL always does). For what must hold before crmd acts on the
+        world outside, such as claiming a message before handing it to a provider.
+        """
         try:
-            with self.engine.begin() as conn:
-                yield conn
+            with self.engine.connect() as conn:
+                if durable:
+                    conn = conn.execution_options(crmd_durable=True)
+                with conn.begin():
+                    yield conn
         except (OperationalError, InterfaceError) as exc:
             # "database is locked", a full disk, a read-only file, the server gone: say so.
             raise StoreError(

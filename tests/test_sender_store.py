@@ -6,10 +6,12 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from channel_site import T0, ChannelSite, sms_yaml
 from fakes import FakeTwilio
+from sqlalchemy import event as sa_event
 from sqlalchemy import select, text, update
 
 from crmd.sender import Sender
@@ -108,4 +110,40 @@ def test_senders_of_several_daemons_take_turns_at_a_rate_limit(
     assert fake_twilio.messages == []
     assert site.message(second).status == "queued"
     other.dispose()
+    site.store.dispose()
+
+
+@pytest.mark.sqlite_only
+def test_a_durable_write_is_synced_at_commit_and_others_are_not(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path}/crmd.db")
+
+    def level(durable: bool) -> int:
+        with store.write(durable=durable) as conn:
+            return int(conn.exec_driver_sql("PRAGMA synchronous").scalar_one())
+
+    # FULL (2) syncs the WAL at each commit; NORMAL (1) at checkpoints. One pooled
+    # connection switches back and forth, before each BEGIN.
+    assert [level(d) for d in (False, True, False, True)] == [1, 2, 1, 2]
+    store.dispose()
+
+
+@pytest.mark.sqlite_only
+def test_the_sender_claims_a_message_durably_before_sending_it(
+    tmp_path: Path, provider_env: dict[str, str]
+) -> None:
+    site = ChannelSite(tmp_path / "site", {"sms": "type: log\n"}, provider_env)
+    mid = site.queue("生日快乐")
+    seen: list[tuple[str, int]] = []
+
+    @sa_event.listens_for(site.store.engine, "before_cursor_execute")
+    def _record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("UPDATE outbox"):
+            raw = conn.connection.dbapi_connection
+            seen.append((statement, raw.execute("PRAGMA synchronous").fetchone()[0]))
+
+    assert site.send().sent == 1
+    assert site.message(mid).status == "sent"
+    # First the claim ("sending"), synced to disk before the channel is called; then the
+    # mark, which a power cut may undo: the claim then has it reconciled, not sent again.
+    assert [level for _, level in seen] == [2, 1]
     site.store.dispose()
