@@ -292,7 +292,7 @@ class Engine:
         column = {"customer": "customer_id", "vehicle": "vehicle_id", "task": "task_id"}[
             trigger.per
         ]
-        contexts = self.writer.contexts(conn, rows)
+        contexts = self.writer.contexts(conn, rule, rows)
         page: list[Candidate] = []
         for row in rows:
             value = getattr(row, column)
@@ -301,7 +301,7 @@ class Engine:
             if not self.writer.conditions_hold(rule, contexts[row.seq]):
                 continue
             history = q.events_of_subject(conn, column, value, trigger.types, row.seq)
-            history_ctx = self.writer.contexts(conn, history)
+            history_ctx = self.writer.contexts(conn, rule, history)
             matching = [e for e in history if self.writer.conditions_hold(rule, history_ctx[e.seq])]
             if len(matching) != trigger.count:
                 continue

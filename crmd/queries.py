@@ -218,19 +218,26 @@ def get_event(conn: Connection, event_id: str) -> Row[Any] | None:
 # ---------------------------------------------------------------- customers and vehicles
 
 
-def customers_by_id(conn: Connection, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """These customers' rows as {column: value}, by id."""
-    return _records_by_id(conn, customers, ids)
+def customers_by_id(
+    conn: Connection, ids: Iterable[str], columns: Sequence[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """These customers' rows as {column: value}, by id; only `columns` (with id) if given."""
+    return _records_by_id(conn, customers, ids, columns)
 
 
-def vehicles_by_id(conn: Connection, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    return _records_by_id(conn, vehicles, ids)
+def vehicles_by_id(
+    conn: Connection, ids: Iterable[str], columns: Sequence[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    return _records_by_id(conn, vehicles, ids, columns)
 
 
-def _records_by_id(conn: Connection, table: Table, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+def _records_by_id(
+    conn: Connection, table: Table, ids: Iterable[str], columns: Sequence[str] | None
+) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
+    picked = table.c if columns is None else [table.c[c] for c in columns]
     for chunk in _chunks(sorted(set(ids))):
-        result = conn.execute(select(table).where(table.c.id.in_(chunk)))
+        result = conn.execute(select(*picked).where(table.c.id.in_(chunk)))
         # Zipping with the keys read once is many times faster than a Row's mapping per row.
         keys = tuple(result.keys())
         for row in result:
