@@ -18,6 +18,7 @@ from crmd import queries as q
 from crmd.conditions import all_hold
 from crmd.contexts import Context, ContextBuilder
 from crmd.events import TASK_CANCELLED, TASK_CREATED, TASK_DONE
+from crmd.fieldneeds import Needs, fields_needed
 from crmd.offsets import parse_offset
 from crmd.projection import km_reached_on
 from crmd.rendering import render_actions
@@ -37,10 +38,19 @@ class ActionWriter:
     def __init__(self, site: Site) -> None:
         self.site = site
         self.builder = ContextBuilder(site)
+        self._needs: dict[Rule, Needs] = {}
 
-    def contexts(self, conn: Connection, rows: Sequence[Row[Any]]) -> dict[int, Context]:
-        """Contexts for event rows, keyed by event seq."""
-        return self.builder.for_events(conn, rows)
+    def needs(self, rule: Rule) -> Needs:
+        """The customer and vehicle columns this rule's fires read (worked out once)."""
+        if rule not in self._needs:
+            self._needs[rule] = fields_needed(rule)
+        return self._needs[rule]
+
+    def contexts(
+        self, conn: Connection, rule: Rule, rows: Sequence[Row[Any]]
+    ) -> dict[int, Context]:
+        """Contexts for event rows, keyed by event seq, with what `rule` reads."""
+        return self.builder.for_events(conn, rows, self.needs(rule))
 
     @staticmethod
     def conditions_hold(rule: Rule, context: Mapping[str, Any]) -> bool:
@@ -58,7 +68,7 @@ class ActionWriter:
         late_after: timedelta,
     ) -> tuple[list[FireRecord], int]:
         ctxs = self.builder.build(
-            conn, [(c.customer_id, c.vehicle_id, c.event) for c in candidates]
+            conn, [(c.customer_id, c.vehicle_id, c.event) for c in candidates], self.needs(rule)
         )
         kept = [
             (c, ctx)

@@ -57,6 +57,11 @@ def _json_text(value: Any) -> str:
     return json.dumps(value)
 
 
+# Conversions of hashable values (times, dates), memoised per batch by insert_many.
+_MEMO: frozenset[Convert] = frozenset({_utc, _utc_text, _date_text})
+_MISSING = object()
+
+
 @cache
 def _converters(
     table: Table, columns: tuple[str, ...], on_sqlite: bool
@@ -105,12 +110,25 @@ def insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
         return
     columns = tuple(rows[0])
     convert = _converters(table, columns, conn.dialect.name == "sqlite")
-    converted = [(i, c) for i, c in enumerate(convert) if c is not None]
+    converted = [(i, c) for i, c in enumerate(convert) if c is not None and c not in _MEMO]
+    # Times and dates repeat across a batch (a page of fires at 09:00, one `now`): each
+    # distinct value is converted once. Lookups cost a small part of a conversion.
+    memoised: list[tuple[int, Convert, dict[tuple[Any, int], Any]]] = [
+        (i, c, {}) for i, c in enumerate(convert) if c is not None and c in _MEMO
+    ]
     params: list[tuple[Any, ...]] = []
     for row in rows:
         values = [row[c] for c in columns]  # a KeyError names a column a row left out
         for i, c in converted:
             values[i] = c(values[i])
+        for i, c, seen in memoised:
+            value = values[i]
+            # With the fold: two times of a repeated hour compare equal but are an hour apart.
+            key = (value, getattr(value, "fold", 0))
+            done = seen.get(key, _MISSING)
+            if done is _MISSING:
+                done = seen[key] = c(value)
+            values[i] = done
         params.append(tuple(values))
     if conn.dialect.name == "postgresql":
         _copy(conn, table, columns, params)

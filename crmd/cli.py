@@ -253,7 +253,7 @@ def _print_counts(report: TickReport) -> None:
     fired = report.count("fired")
     click.echo(
         f"{fired} fired, {report.count() - fired} cancelled or skipped, "
-        f"{len(report.overdue)} task(s) fell overdue"
+        f"{report.overdue_count} task(s) fell overdue"
     )
     for error in report.errors:
         click.echo(f"error: {error}", err=True)
@@ -273,7 +273,7 @@ def tick(app: App, as_json: bool) -> None:
     with Unit(app.store) as unit:
         report = engine.tick(unit, app.now, on_fire=stream)
     if stream is not None:
-        stream.close(report.overdue, report.errors)
+        stream.close(report.overdue, report.overdue_count, report.errors)
         click.echo()
     else:
         if report.fires:
@@ -341,7 +341,7 @@ def plan(
     if only_rules:
         report.rules = {r: t for r, t in report.rules.items() if r in only_rules}
     if stream is not None:
-        stream.close(report.overdue, report.errors)
+        stream.close(report.overdue, report.overdue_count, report.errors)
         click.echo()
         return
     if not summary:

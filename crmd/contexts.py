@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Row
 
 from crmd import queries as q
 from crmd.events import TASK_EVENTS
+from crmd.fieldneeds import Needs
 from crmd.site import Site
 from crmd.templates import EventFields
 
@@ -62,22 +63,31 @@ class ContextBuilder:
         )
         return fields
 
-    def build(self, conn: Connection, items: Sequence[Subject]) -> list[Context]:
-        people = q.customers_by_id(conn, {c for c, _, _ in items if c})
-        cars = q.vehicles_by_id(conn, {v for _, v, _ in items if v})
-        people_dates = q.dates_of(conn, "customer", people)
-        car_dates = q.dates_of(conn, "vehicle", cars)
+    def build(
+        self, conn: Connection, items: Sequence[Subject], needs: Needs | None = None
+    ) -> list[Context]:
+        """Contexts for these fires; `needs` (crmd.fieldneeds) narrows the columns read."""
+        needs = needs or {}
+        people = q.customers_by_id(conn, {c for c, _, _ in items if c}, needs.get("customer"))
+        cars = q.vehicles_by_id(conn, {v for _, v, _ in items if v}, needs.get("vehicle"))
+        # Stored dates are fields too; a rule that names one reads whole rows (fieldneeds).
+        people_dates = q.dates_of(conn, "customer", people) if not needs.get("customer") else {}
+        car_dates = q.dates_of(conn, "vehicle", cars) if not needs.get("vehicle") else {}
         task_ids = {e.task_id for _, _, e in items if e is not None and e.task_id is not None}
         task_rows = q.tasks_by_id(conn, task_ids)
+        # Narrowed records hold only plain columns: they are the fields as read.
+        whole_people, whole_cars = needs.get("customer") is None, needs.get("vehicle") is None
         out = []
         for customer_id, vehicle_id, event in items:
+            person = people.get(customer_id or "")
+            car = cars.get(vehicle_id or "")
             ctx: Context = {
-                "customer": record_fields(
-                    people.get(customer_id or ""), people_dates.get(customer_id or "", {})
-                ),
-                "vehicle": record_fields(
-                    cars.get(vehicle_id or ""), car_dates.get(vehicle_id or "", {})
-                ),
+                "customer": record_fields(person, people_dates.get(customer_id or "", {}))
+                if whole_people
+                else person,
+                "vehicle": record_fields(car, car_dates.get(vehicle_id or "", {}))
+                if whole_cars
+                else car,
                 "event": self.event_fields(event) if event is not None else None,
                 "site": self.site_fields,
             }
@@ -93,7 +103,9 @@ class ContextBuilder:
             out.append(ctx)
         return out
 
-    def for_events(self, conn: Connection, rows: Sequence[Row[Any]]) -> dict[int, Context]:
+    def for_events(
+        self, conn: Connection, rows: Sequence[Row[Any]], needs: Needs | None = None
+    ) -> dict[int, Context]:
         """Contexts for event rows, keyed by event seq."""
-        ctxs = self.build(conn, [(r.customer_id, r.vehicle_id, r) for r in rows])
+        ctxs = self.build(conn, [(r.customer_id, r.vehicle_id, r) for r in rows], needs)
         return {r.seq: c for r, c in zip(rows, ctxs, strict=True)}

@@ -194,11 +194,11 @@ class Daemon:
         for error in report.errors:
             logger.error("%s", error)
         fired, late, skipped = report.count("fired"), report.late_fired, report.count("skipped")
-        if not (report.count() or report.overdue or report.errors) and not self.dry_run:
+        if not (report.count() or report.overdue_count or report.errors) and not self.dry_run:
             return ""
         return (
             f"tick at {now.isoformat()}: {fired} fired ({late} late), {skipped} skipped as too "
-            f"late, {len(report.overdue)} overdue"
+            f"late, {report.overdue_count} overdue"
             + (" (dry run, nothing written)" if self.dry_run else "")
         )
 

@@ -292,7 +292,7 @@ class Engine:
         column = {"customer": "customer_id", "vehicle": "vehicle_id", "task": "task_id"}[
             trigger.per
         ]
-        contexts = self.writer.contexts(conn, rows)
+        contexts = self.writer.contexts(conn, rule, rows)
         page: list[Candidate] = []
         for row in rows:
             value = getattr(row, column)
@@ -301,7 +301,7 @@ class Engine:
             if not self.writer.conditions_hold(rule, contexts[row.seq]):
                 continue
             history = q.events_of_subject(conn, column, value, trigger.types, row.seq)
-            history_ctx = self.writer.contexts(conn, history)
+            history_ctx = self.writer.contexts(conn, rule, history)
             matching = [e for e in history if self.writer.conditions_hold(rule, history_ctx[e.seq])]
             if len(matching) != trigger.count:
                 continue
@@ -494,25 +494,36 @@ class Engine:
             last = people[-1].id
 
     def _mark_overdue(self, unit: Unit, now: datetime, report: TickReport) -> int:
-        """Open tasks past their due time become overdue, once, as a `task.overdue` event."""
-        with unit.batch() as conn:
-            rows = q.tasks_falling_overdue(conn, now)
-            if not rows:
-                return 0
-            # Another daemon may have marked some since the read: their events are its own.
-            marked = q.mark_tasks_overdue(conn, [r.id for r in rows])
-            rows = [r for r in rows if r.id in marked]
-            if not rows:
-                return 0
-            q.insert_events(
-                conn, [self.writer.task_event(r, TASK_OVERDUE, r.due_at, now) for r in rows]
-            )
-        report.overdue.extend(r.id for r in rows)
-        for r in rows:
-            logger.info(
-                "task %s overdue (%s)", r.id, r.rule_id, extra={"rule": r.rule_id, "task": r.id}
-            )
-        return len(rows)
+        """Open tasks past their due time become overdue, once, as a `task.overdue` event.
+
+        A page of `page_size` tasks at a time, each page its own transaction, so a catch-up
+        that finds a hundred thousand tasks overdue holds one page of them, not all.
+        """
+        total = 0
+        cursor: tuple[datetime, int] | None = None
+        while True:
+            with unit.batch() as conn:
+                rows = q.tasks_falling_overdue(conn, now, cursor, self.page_size)
+                if not rows:
+                    return total
+                cursor = (rows[-1].due_at, rows[-1].id)
+                # Another daemon may have marked some since the read: their events are its own.
+                marked = q.mark_tasks_overdue(conn, [r.id for r in rows])
+                mine = [r for r in rows if r.id in marked]
+                q.insert_events(
+                    conn, [self.writer.task_event(r, TASK_OVERDUE, r.due_at, now) for r in mine]
+                )
+            report.add_overdue([r.id for r in mine])
+            for r in mine:
+                logger.info(
+                    "task %s overdue (%s)",
+                    r.id,
+                    r.rule_id,
+                    extra={"rule": r.rule_id, "task": r.id},
+                )
+            total += len(mine)
+            if len(rows) < self.page_size:
+                return total
 
 
 def _fingerprint(rule: Rule) -> str:

@@ -7,6 +7,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from functools import lru_cache
 from typing import Literal, get_args
 from zoneinfo import ZoneInfo
 
@@ -192,12 +193,15 @@ def to_local(t: datetime, tz: tzinfo) -> datetime:
     return t.astimezone(UTC).astimezone(tz)
 
 
+@lru_cache(maxsize=4096)
 def local_datetime(d: date, at: time, tz: ZoneInfo) -> datetime:
     """The moment the clocks in `tz` show `at` on `d`.
 
     A time shown twice (clocks go back) is the first of the two (fold=0). A time skipped
     (clocks go forward) is moved on by the length of the gap, as PEP 495 and dateutil do:
     02:30 on a night that jumps from 02:00 to 03:00 is 03:30.
+
+    Cached: a page of fires asks for the same few days at the same few times again and again.
     """
     wall = datetime.combine(d, at.replace(tzinfo=None, fold=0), tzinfo=tz)
     return wall.astimezone(UTC).astimezone(tz)

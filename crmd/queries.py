@@ -6,7 +6,20 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    Table,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 
 from crmd.bulkwrite import allocate_ids, fast_ids, insert_many
 from crmd.sharing import EVENTS_KEY, lock_for_transaction
@@ -30,6 +43,18 @@ PAGE = 2000
 def _chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _past_cursor(
+    at: ColumnElement[datetime], tiebreak: ColumnElement[int], cursor: tuple[datetime, int]
+) -> ColumnElement[bool]:
+    """Rows after `cursor` in (at, tiebreak) order, the next page of a keyset scan.
+
+    `at >= last` lets an index range start at the cursor; the OR alone made each page scan
+    the window from its beginning again.
+    """
+    last_at, last_tiebreak = cursor
+    return and_(at >= last_at, (at > last_at) | (tiebreak > last_tiebreak))
 
 
 # ---------------------------------------------------------------- rule state
@@ -108,14 +133,7 @@ def events_between(
         events.c.seq <= seq_upto,
     )
     if cursor is not None:
-        last_at, last_seq = cursor
-        # `at >= last_at` lets the index range start at the cursor; the OR alone made each
-        # page scan the window from its beginning again.
-        cond = and_(
-            cond,
-            events.c.at >= last_at,
-            (events.c.at > last_at) | (events.c.seq > last_seq),
-        )
+        cond = and_(cond, _past_cursor(events.c.at, events.c.seq, cursor))
     query = select(events).where(cond).order_by(events.c.at, events.c.seq).limit(limit)
     return list(conn.execute(query))
 
@@ -200,19 +218,26 @@ def get_event(conn: Connection, event_id: str) -> Row[Any] | None:
 # ---------------------------------------------------------------- customers and vehicles
 
 
-def customers_by_id(conn: Connection, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """These customers' rows as {column: value}, by id."""
-    return _records_by_id(conn, customers, ids)
+def customers_by_id(
+    conn: Connection, ids: Iterable[str], columns: Sequence[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """These customers' rows as {column: value}, by id; only `columns` (with id) if given."""
+    return _records_by_id(conn, customers, ids, columns)
 
 
-def vehicles_by_id(conn: Connection, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    return _records_by_id(conn, vehicles, ids)
+def vehicles_by_id(
+    conn: Connection, ids: Iterable[str], columns: Sequence[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    return _records_by_id(conn, vehicles, ids, columns)
 
 
-def _records_by_id(conn: Connection, table: Table, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+def _records_by_id(
+    conn: Connection, table: Table, ids: Iterable[str], columns: Sequence[str] | None
+) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
+    picked = table.c if columns is None else [table.c[c] for c in columns]
     for chunk in _chunks(sorted(set(ids))):
-        result = conn.execute(select(table).where(table.c.id.in_(chunk)))
+        result = conn.execute(select(*picked).where(table.c.id.in_(chunk)))
         # Zipping with the keys read once is many times faster than a Row's mapping per row.
         keys = tuple(result.keys())
         for row in result:
@@ -285,15 +310,19 @@ def open_tasks_of_rules(
     return list(conn.execute(select(tasks).where(cond).order_by(tasks.c.id)))
 
 
-def tasks_falling_overdue(conn: Connection, now: datetime) -> list[Row[Any]]:
-    """Open tasks whose due time has passed and that are not yet marked overdue."""
-    return list(
-        conn.execute(
-            select(tasks)
-            .where(tasks.c.status == "open", tasks.c.overdue.is_(False), tasks.c.due_at <= now)
-            .order_by(tasks.c.due_at, tasks.c.id)
-        )
-    )
+def tasks_falling_overdue(
+    conn: Connection,
+    now: datetime,
+    cursor: tuple[datetime, int] | None = None,
+    limit: int = PAGE,
+) -> list[Row[Any]]:
+    """One page of open tasks whose due time has passed and that are not yet marked overdue,
+    by (due_at, id); `cursor` is the (due_at, id) of the last row of the previous page."""
+    cond = and_(tasks.c.status == "open", tasks.c.overdue.is_(False), tasks.c.due_at <= now)
+    if cursor is not None:
+        cond = and_(cond, _past_cursor(tasks.c.due_at, tasks.c.id, cursor))
+    query = select(tasks).where(cond).order_by(tasks.c.due_at, tasks.c.id).limit(limit)
+    return list(conn.execute(query))
 
 
 def mark_tasks_overdue(conn: Connection, ids: Sequence[int]) -> set[int]:

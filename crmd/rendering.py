@@ -7,7 +7,8 @@ crmd/actions.py writes.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from crmd.contexts import Context, lookup
@@ -23,6 +24,11 @@ from crmd.rule import (
 )
 from crmd.site import Site
 from crmd.triggers import due_time
+
+# A task's due time depends only on its rule's `due`, the fire time, the zone and the
+# calendar, and a page of fires shares a few fire times: each is worked out once (in UTC,
+# where equal times are the same instant; local times of a repeated hour are not).
+_due_time = lru_cache(maxsize=1024)(due_time)
 
 
 def render_actions(rule: Rule, fire_at: datetime, ctx: Context, site: Site) -> list[dict[str, Any]]:
@@ -42,7 +48,7 @@ def render_actions(rule: Rule, fire_at: datetime, ctx: Context, site: Site) -> l
                     "title": action.title.render(ctx),
                     "note": action.note.render(ctx) if action.note else "",
                     "available_at": fire_at,
-                    "due_at": due_time(action.due, fire_at, tz, cal),
+                    "due_at": _due_time(action.due, fire_at.astimezone(UTC), tz, cal),
                 }
             )
         elif isinstance(action, SmsAction):

@@ -3,12 +3,13 @@
 A catch-up or a month's plan can make hundreds of thousands of fires. The report never
 holds them all: it counts them per rule and status, keeps the first `sample_size` records
 (every fire of an ordinary tick), and hands each record, as it is made, to `on_fire` for a
-caller that wants them all (`crmd plan` prints them as they come).
+caller that wants them all (`crmd plan` prints them as they come). Tasks falling overdue
+are counted the same way, with the ids of the first `sample_size` kept.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -83,7 +84,9 @@ class TickReport:
     fires: list[FireRecord] = field(default_factory=list)
     sample_size: int = SAMPLE_SIZE
     rules: dict[str, RuleTally] = field(default_factory=dict)
+    # Ids of the first `sample_size` tasks that fell overdue; `overdue_count` counts them all.
     overdue: list[int] = field(default_factory=list)
+    overdue_count: int = 0
     errors: list[str] = field(default_factory=list)
     rounds: int = 0
 
@@ -94,6 +97,11 @@ class TickReport:
             self.fires.append(record)
         if self.on_fire is not None:
             self.on_fire(record)
+
+    def add_overdue(self, task_ids: Sequence[int]) -> None:
+        """Count tasks that fell overdue and keep their ids while the sample has room."""
+        self.overdue_count += len(task_ids)
+        self.overdue.extend(task_ids[: max(self.sample_size - len(self.overdue), 0)])
 
     def count(self, status: str | None = None) -> int:
         """Fires of every rule with this status (all fires without one)."""

@@ -42,6 +42,11 @@ class StoreError(CrmdError):
     """The store cannot be opened, read or written."""
 
 
+# SQLite checkpoints its WAL after this many pages (4 KB each) and then trims it to this size.
+WAL_CHECKPOINT_PAGES = 10_000
+WAL_KEEP_BYTES = 8 * 1024 * 1024
+
+
 def _sqlite_setup(engine: Engine, busy_timeout_ms: int) -> None:
     """WAL, foreign keys, a busy timeout, and transactions we control (savepoints work)."""
 
@@ -57,6 +62,20 @@ def _sqlite_setup(engine: Engine, busy_timeout_ms: int) -> None:
         # 64 MB of page cache (the default is 2 MB): big imports and ticks touch indexes
         # spread over more pages than that. SQLite allocates it only as pages are used.
         cur.execute("PRAGMA cache_size=-65536")
+        # Copy the WAL back into the database every WAL_CHECKPOINT_PAGES pages instead of
+        # SQLite's 1,000 (about 4 MB). A tick's page of 2,000 fires dirties index pages all
+        # over the customer-led indexes, more than 1,000 of them, so with the default nearly
+        # every commit paid a checkpoint (a copy and an fsync); now one checkpoint serves
+        # several commits and copies a page dirtied by each of them once. Crash safety is
+        # unchanged in kind: every transaction is whole or absent after a crash, and a process
+        # crash loses nothing committed. With synchronous=NORMAL a power cut may undo the
+        # transactions not yet synced, and a checkpoint syncs the WAL: that window grows from
+        # about 4 MB of writes to about 40 MB (the OS writes dirty pages out within seconds
+        # anyway). An undone page of fires is done again by the next tick, as after a crash.
+        # The WAL file grows to about that size while busy; journal_size_limit cuts it back
+        # to WAL_KEEP_BYTES after a checkpoint, so an idle store does not keep 40 MB of WAL.
+        cur.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+        cur.execute(f"PRAGMA journal_size_limit={WAL_KEEP_BYTES}")
         cur.close()
 
     @event.listens_for(engine, "begin")

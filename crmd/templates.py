@@ -104,6 +104,12 @@ class Template:
             out.append(str(value))  # as Jinja outputs it; an undefined value raises here
         return "".join(out)
 
+    def lookups(self) -> tuple[tuple[str, str | None], ...] | None:
+        """The (name, field) pairs a plain template looks up; None for any other template."""
+        if self._parts is None:
+            return None
+        return tuple(p for p in self._parts if not isinstance(p, str))
+
     def check(self, context: Mapping[str, Any]) -> str | None:
         """Render against a sample context; return the problem in plain words, or None."""
         try:

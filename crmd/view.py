@@ -163,8 +163,9 @@ def fire_line(f: FireRecord, site: Site) -> str:
 class FireJsonStream:
     """The `--json` report of a tick or plan, written fire by fire as the engine makes them.
 
-    The document is one object, {"now", "fires", "overdue", "errors"}, with one fire per
-    line; nothing waits for the whole list, so a month's plan needs no more memory than a day's.
+    The document is one object, {"now", "fires", "overdue", "overdue_count", "errors"}, with
+    one fire per line; nothing waits for the whole list, so a month's plan needs no more
+    memory than a day's.
     """
 
     def __init__(self, now: datetime, site: Site, write: Callable[[str], None]) -> None:
@@ -178,8 +179,9 @@ class FireJsonStream:
         self.write(("," if self.written else "") + "\n  " + text)
         self.written += 1
 
-    def close(self, overdue: Sequence[int], errors: Sequence[str]) -> None:
-        tail = {"overdue": list(overdue), "errors": list(errors)}
+    def close(self, overdue: Sequence[int], overdue_count: int, errors: Sequence[str]) -> None:
+        """`overdue` lists the first ids (a bounded sample), `overdue_count` counts them all."""
+        tail = {"overdue": list(overdue), "overdue_count": overdue_count, "errors": list(errors)}
         self.write("\n], " + json.dumps(tail, ensure_ascii=False)[1:])
 
 

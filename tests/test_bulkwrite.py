@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import insert, select
@@ -64,6 +65,22 @@ def test_bulk_rows_are_stored_as_sqlalchemy_stores_them(make_site: MakeSite) -> 
     assert typed[0].data == typed[1].data == {"名": "张三", "km": 12000, "none": None}
     assert typed[0].at == typed[1].at == typed[2].at == at
     assert typed[1].recorded_at == NOW
+
+
+def test_equal_local_times_an_hour_apart_are_stored_apart(make_site: MakeSite) -> None:
+    # 01:30 twice on the night New York's clocks go back: equal as local times (fold aside)
+    # but an hour apart; a batch converting each distinct time once must keep both.
+    h = make_site("rules: []\n")
+    zone = ZoneInfo("America/New_York")
+    first = datetime(2026, 11, 1, 1, 30, tzinfo=zone)
+    second = first.replace(fold=1)
+    assert first == second
+    assert second.astimezone(UTC) - first.astimezone(UTC) == timedelta(hours=1)
+    with h.store.write() as conn:
+        insert_many(conn, events, [_event("e1", first), _event("e2", second), _event("e3", first)])
+    with h.store.read() as conn:
+        stored = conn.execute(select(events.c.at).order_by(events.c.seq)).scalars().all()
+    assert stored == [first.astimezone(UTC), second.astimezone(UTC), first.astimezone(UTC)]
 
 
 def test_a_naive_datetime_is_refused(make_site: MakeSite) -> None:

@@ -5,11 +5,16 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
+import pytest
+from sqlalchemy import func, select
+
+from crmd import queries as q
 from crmd.intake import NewEvent, record_events, upsert_customers
 from crmd.report import SAMPLE_SIZE, FireRecord
 from crmd.store import Unit
-from crmd.tables import tasks
+from crmd.tables import events, tasks
 from crmd.testing import Harness
 
 MakeSite = Callable[[str], Harness]
@@ -21,15 +26,21 @@ CALLBACK = (
 )
 
 
-def test_a_big_tick_keeps_a_bounded_sample_and_counts_every_fire(make_site: MakeSite) -> None:
+def _deliveries(make_site: MakeSite, n: int) -> tuple[Harness, int]:
+    """A site whose n customers each took delivery on 2 November; callbacks due on the 5th."""
     h = make_site(CALLBACK)
     h.tick("2026-11-01 08:00")
-    n, now = SAMPLE_SIZE + 300, datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+    now = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
     with h.store.write() as conn:
         upsert_customers(conn, [{"id": f"C{i}", "name": f"客户{i}"} for i in range(n)], now)
         delivered = h.local("2026-11-02 15:00")
         new = [NewEvent("sale.delivered", delivered, f"C{i}", id=f"d{i}") for i in range(n)]
         record_events(conn, new, h.site.event_types, now)
+    return h, n
+
+
+def test_a_big_tick_keeps_a_bounded_sample_and_counts_every_fire(make_site: MakeSite) -> None:
+    h, n = _deliveries(make_site, SAMPLE_SIZE + 300)
     h.engine.page_size = 400  # several pages, each its own transaction
     streamed: set[str] = set()
     with Unit(h.store) as unit:
@@ -63,3 +74,34 @@ def test_a_tally_counts_each_status_and_only_fired_actions(make_site: MakeSite) 
     assert report.rules["x"].statuses == {"failed": 1}
     assert report.rules["x"].does == {}
     assert (report.count(), report.count("fired"), report.count("failed")) == (2, 1, 1)
+
+
+def test_tasks_falling_overdue_are_marked_a_page_at_a_time_and_counted(
+    make_site: MakeSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h, n = _deliveries(make_site, SAMPLE_SIZE + 300)
+    h.tick("2026-11-05 09:00")  # the callbacks, due a day later
+    h.engine.page_size = 400
+    pages: list[int] = []
+    read_page = q.tasks_falling_overdue
+
+    def counted(*args: Any) -> Any:
+        rows = read_page(*args)
+        pages.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(q, "tasks_falling_overdue", counted)
+    report = h.tick("2026-11-06 09:00")
+    assert report.overdue_count == n
+    assert len(report.overdue) == SAMPLE_SIZE
+    assert max(pages) <= 400  # no read held more than a page of tasks
+    assert sum(pages) == n
+    with h.store.read() as conn:
+        marked = conn.execute(select(func.count()).where(tasks.c.overdue)).scalar_one()
+        events_written = conn.execute(
+            select(func.count()).where(events.c.type == "task.overdue")
+        ).scalar_one()
+    assert marked == events_written == n  # each task once, with its event
+    assert report.overdue == list(range(1, SAMPLE_SIZE + 1))  # the first, by due time and id
+    again = h.tick("2026-11-06 09:01")
+    assert (again.overdue_count, again.overdue) == (0, [])

@@ -79,6 +79,9 @@ def test_sqlite_runs_in_wal_mode_with_a_64_mb_page_cache(tmp_path: Path) -> None
     with store.read() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
         assert conn.execute(text("PRAGMA cache_size")).scalar_one() == -65536
+        # Checkpoints every 10,000 pages (SQLite's default is 1,000), WAL trimmed to 8 MB.
+        assert conn.execute(text("PRAGMA wal_autocheckpoint")).scalar_one() == 10_000
+        assert conn.execute(text("PRAGMA journal_size_limit")).scalar_one() == 8 * 1024 * 1024
     store.dispose()
 
 

@@ -1,0 +1,99 @@
+"""Which customer and vehicle fields a rule reads, so a fire loads only those columns.
+
+A page of 2,000 fires reads 2,000 customers. Most rules use a name, a phone number and a
+flag or two; converting every column of every row (the JSON attributes, the timestamps)
+cost more than the rest of building the contexts. A rule whose templates and conditions
+are simple enough to read here gets only the columns it names; any other (a Jinja filter
+or loop, a whole record, a field that is an attribute or a stored date) reads whole rows,
+as before, so what a fire sees never depends on this analysis guessing right.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from sqlalchemy import Table
+
+from crmd.rule import (
+    CancelAction,
+    EmailAction,
+    EmitAction,
+    RoleChoice,
+    Rule,
+    SmsAction,
+    TaskAction,
+)
+from crmd.tables import customers, vehicles
+from crmd.templates import Template
+
+# Per scope: the columns to read (the id always among them), or None for whole rows.
+Needs = dict[str, tuple[str, ...] | None]
+_TABLES: dict[str, Table] = {"customer": customers, "vehicle": vehicles}
+# Columns that record_fields reshapes or merges other fields into: read whole rows.
+_WHOLE = frozenset({"attributes", "birthday_md"})
+
+
+def fields_needed(rule: Rule) -> Needs:
+    """The customer and vehicle columns a rule's fires read."""
+    used: dict[str, set[str]] = {"customer": {"id"}, "vehicle": {"id"}}
+    whole: set[str] = set()
+    for scope, name in _paths(rule):
+        if scope not in used:
+            continue  # event, task, site, fire: not read from these tables
+        if name is None or name in _WHOLE or name not in _TABLES[scope].c:
+            whole.add(scope)
+        else:
+            used[scope].add(name)
+    if any(path is None for path in _template_paths(rule)):
+        whole.update(used)  # a template this module cannot read may use anything
+    return {
+        scope: None if scope in whole else tuple(c for c in _TABLES[scope].c.keys() if c in names)
+        for scope, names in used.items()
+    }
+
+
+def _paths(rule: Rule) -> Iterator[tuple[str, str | None]]:
+    for condition in rule.conditions:
+        scope, _, name = condition.path.partition(".")
+        yield scope, name or None
+    for path in _template_paths(rule):
+        if path is not None:
+            yield path
+    for action in rule.actions:
+        if isinstance(action, TaskAction) and isinstance(action.role, RoleChoice):
+            yield _split(action.role.field)
+        elif isinstance(action, SmsAction):
+            yield from (("customer", "phone"), ("customer", "opt_out"))
+        elif isinstance(action, EmailAction):
+            yield from (("customer", "email"), ("customer", "opt_out"))
+        elif isinstance(action, CancelAction) and action.matching is not None:
+            yield _split(action.matching)
+
+
+def _template_paths(rule: Rule) -> Iterator[tuple[str, str | None] | None]:
+    """(scope, field) per lookup in the rule's templates; None for a template it cannot read."""
+    for template in _templates(rule):
+        lookups = template.lookups()
+        if lookups is None:
+            yield None
+        else:
+            yield from lookups
+
+
+def _templates(rule: Rule) -> Iterator[Template]:
+    for action in rule.actions:
+        if isinstance(action, TaskAction):
+            yield action.title
+            if action.note is not None:
+                yield action.note
+        elif isinstance(action, SmsAction):
+            yield action.text
+        elif isinstance(action, EmailAction):
+            yield from (action.subject, action.body)
+        elif isinstance(action, EmitAction):
+            yield from (template for _, template in action.data)
+
+
+def _split(path: str) -> tuple[str, str | None]:
+    scope, _, name = path.partition(".")
+    return scope, name or None

@@ -1,0 +1,69 @@
+"""A fire reads only the customer and vehicle columns its rule uses, or whole rows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import select
+
+from crmd.fieldneeds import fields_needed
+from crmd.tables import outbox, tasks
+from crmd.testing import Harness
+
+MakeSite = Callable[[str], Harness]
+
+RULES = """
+rules:
+  - id: plain
+    when: {event: sale.delivered, after: 1 day, at: '09:00'}
+    where: {customer.member: true}
+    do:
+      - task: {role: sales_callback, title: '回访 {{ customer.name }} {{ vehicle.plate }}'}
+      - sms: {text: '{{ customer.name }}，您好'}
+  - id: filtered
+    when: {event: sale.delivered, after: 1 day, at: '09:00'}
+    do: [{task: {role: sales_callback, title: '{{ customer.name | upper }}'}}]
+  - id: attribute
+    when: {event: sale.delivered, after: 1 day, at: '09:00'}
+    do: [{task: {role: sales_callback, title: '{{ customer.name }} {{ customer.attributes }}'}}]
+"""
+
+
+def test_a_rule_reads_the_columns_it_names_or_whole_rows(make_site: MakeSite) -> None:
+    h = make_site(RULES)
+    rules = {r.id: r for r in h.engine.rules}
+    # The sms needs the phone and the opt-out flag, the condition `member`; table order.
+    assert fields_needed(rules["plain"]) == {
+        "customer": ("id", "name", "phone", "member", "opt_out"),
+        "vehicle": ("id", "plate"),
+    }
+    # A filter: the template is Jinja's to render, and may read anything.
+    assert fields_needed(rules["filtered"]) == {"customer": None, "vehicle": None}
+    # The attributes (where extra fields and stored dates merge): whole customer rows.
+    assert fields_needed(rules["attribute"]) == {"customer": None, "vehicle": ("id",)}
+
+
+def test_narrowed_and_whole_contexts_render_the_same_fields(make_site: MakeSite) -> None:
+    h = make_site(RULES)
+    h.tick("2026-11-01 08:00")
+    h.customer("C1", name="张三", phone="13800000001", member=True, attributes={"level": "金卡"})
+    h.customer("C2", name="李四", phone="13800000002", member=True, opt_out=True)
+    h.customer("C3", name="王五", phone="13800000003", member=False)
+    for n in (1, 2, 3):
+        h.vehicle(f"V{n}", f"C{n}", plate=f"沪A1234{n}")
+        h.event("sale.delivered", "2026-11-02 15:00", f"C{n}", f"V{n}")
+    report = h.tick("2026-11-03 09:00")
+    assert report.errors == []
+    with h.store.read() as conn:
+        titles = {
+            (t.rule_id, t.customer_id): t.title
+            for t in conn.execute(select(tasks.c.rule_id, tasks.c.customer_id, tasks.c.title))
+        }
+        messages = conn.execute(select(outbox.c.customer_id, outbox.c.body)).all()
+    assert titles[("plain", "C1")] == "回访 张三 沪A12341"
+    assert titles[("plain", "C2")] == "回访 李四 沪A12342"
+    assert ("plain", "C3") not in titles  # not a member: the condition read `member`
+    assert titles[("filtered", "C1")] == "张三"
+    assert titles[("attribute", "C1")] == "张三 {'level': '金卡'}"
+    # The opted-out customer gets no message: the sms read `opt_out`.
+    assert messages == [("C1", "张三，您好")]
