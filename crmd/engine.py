@@ -181,7 +181,7 @@ class Engine:
 
     def _evaluate(self, unit: Unit, rule: Rule, now: datetime, report: TickReport) -> int:
         with unit.batch() as conn:
-            state = q.load_rule_states(conn)[rule.id]
+            state = q.load_rule_state(conn, rule.id)
             seq_upto = q.max_event_seq(conn)
         watermark, seq_from, since = state.watermark, state.event_seq, state.since
         trigger = rule.trigger
@@ -336,7 +336,7 @@ class Engine:
                 extra={"rule": rule.id},
             )
         with unit.batch() as conn:
-            state = q.load_rule_states(conn)[rule.id]
+            state = q.load_rule_state(conn, rule.id)
             q.save_rule_state(conn, rule.id, resume, state.event_seq, now, new)
         return resume
 

@@ -68,6 +68,11 @@ def load_rule_states(conn: Connection) -> dict[str, Row[Any]]:
     return {row.rule_id: row for row in conn.execute(select(rule_state))}
 
 
+def load_rule_state(conn: Connection, rule_id: str) -> Row[Any]:
+    """One rule's state, by its primary key (a tick reads each rule's once, not all)."""
+    return conn.execute(select(rule_state).where(rule_state.c.rule_id == rule_id)).one()
+
+
 def create_rule_state(
     conn: Connection,
     rule_id: str,
