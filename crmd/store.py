@@ -271,11 +271,8 @@ class Store:
         world outside, such as claiming a message before handing it to a provider.
         """
         try:
-            with self.engine.connect() as conn:
-                if durable:
-                    conn = conn.execution_options(crmd_durable=True)
-                with conn.begin():
-                    yield conn
+            with self._transaction(crmd_durable=durable) as conn:
+                yield conn
         except (OperationalError, InterfaceError) as exc:
             # "database is locked", a full disk, a read-only file, the server gone: say so.
             raise StoreError(
@@ -293,16 +290,23 @@ class Store:
     def read(self) -> Iterator[Connection]:
         """A read-only transaction (never takes the SQLite write lock)."""
         try:
-            with self.engine.connect() as conn:
-                conn = conn.execution_options(crmd_read_only=True)
-                with conn.begin():
-                    yield conn
+            with self._transaction(crmd_read_only=True) as conn:
+                yield conn
         except (OperationalError, InterfaceError) as exc:
             # The server went away, a file cannot be opened: the store's trouble.
             raise StoreError(
                 f"cannot read store {self.where}: {str(exc.orig).strip()}; try again once "
                 f"the cause is cleared"
             ) from None
+
+    @contextlib.contextmanager
+    def _transaction(self, **options: bool) -> Iterator[Connection]:
+        """A transaction on a pooled connection; the options steer how SQLite begins it
+        (crmd_read_only, crmd_durable: see _sqlite_setup)."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(**options)
+            with conn.begin():
+                yield conn
 
     def dispose(self) -> None:
         self.engine.dispose()
