@@ -226,7 +226,6 @@ class Daemon:
         """Record this daemon's state for `crmd status`; a store failure here is only logged."""
         if self.dry_run:
             return
-        heard = self.clock.now()
         values = {
             "host": socket.gethostname(),
             "pid": os.getpid(),
@@ -234,25 +233,31 @@ class Daemon:
             "started_at": self.started_at,
             "rules": len(self.engine.rules),
             "last_error": self.last_error or self.reload_error,
-            "updated_at": heard,
+            "updated_at": self.clock.now(),
         }
         if now is not None:
             values.update(last_tick_at=now, last_tick_seconds=seconds)
         try:
             with self.store.write() as conn:
                 q.save_heartbeat(conn, self.id, **values)
-                if now is None and state == "running":
-                    # At start: each daemon on PostgreSQL has a row of its own (its pid is
-                    # in the id), so rows of daemons long gone would pile up over the years.
-                    forgotten = q.forget_heartbeats(conn, heard - FORGET_AFTER, self.id)
-                    if forgotten:
-                        logger.info(
-                            "forgot %d daemon(s) not heard from in %d days",
-                            forgotten,
-                            FORGET_AFTER.days,
-                        )
         except StoreError as exc:
             logger.debug("heartbeat not saved: %s", exc)
+
+    def _forget_old_daemons(self) -> None:
+        """Each daemon on PostgreSQL has a row of its own (its pid is in the id): at start,
+        delete those of daemons long gone, so they do not pile up over the years."""
+        if self.dry_run:
+            return
+        try:
+            with self.store.write() as conn:
+                forgotten = q.forget_heartbeats(conn, self.clock.now() - FORGET_AFTER, self.id)
+        except StoreError as exc:
+            logger.debug("old heartbeats not deleted: %s", exc)
+            return
+        if forgotten:
+            logger.info(
+                "forgot %d daemon(s) not heard from in %d days", forgotten, FORGET_AFTER.days
+            )
 
     # ------------------------------------------------------------ reload
 
@@ -304,6 +309,7 @@ class Daemon:
         )
         self._log_catch_up()
         self._heartbeat("running", None, None)
+        self._forget_old_daemons()
 
     def announce_stop(self) -> None:
         """Record in the store that this daemon stopped (after its last pass)."""
