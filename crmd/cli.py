@@ -423,8 +423,6 @@ def run(
     if workers < 1:
         raise click.BadParameter("--workers must be at least 1")
     if sites_dir is not None:
-        if os.environ.get("CRMD_STORE_SCHEMA"):
-            fail("CRMD_STORE_SCHEMA names one site's schema; unset it to run several sites")
         group = GroupDaemon(
             sites_dir, app.clock, interval=interval, workers=workers, dry_run=dry_run
         )
@@ -525,8 +523,6 @@ def sites(app: App, directory: Path, as_json: bool) -> None:
     Changes nothing: a site whose store does not exist yet or needs an upgrade says so.
     Exits 0 when every site has a running daemon, 3 otherwise.
     """
-    if os.environ.get("CRMD_STORE_SCHEMA"):
-        fail("CRMD_STORE_SCHEMA names one site's schema; unset it to list several sites")
     rows = [survey_site(d, app.now) for d in site_directories(directory)]
     if as_json:
         _print_json([row.as_json() for row in rows])

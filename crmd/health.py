@@ -11,6 +11,7 @@ sessions are open (named by crmd.store.application_name). Each daemon's row in t
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -128,6 +129,11 @@ class SiteSurvey:
 
 def site_directories(root: Path) -> list[Path]:
     """The directories right under `root` that hold a site.yaml, by name."""
+    if os.environ.get("CRMD_STORE_SCHEMA"):  # it would put every site in one schema
+        raise CrmdError(
+            "CRMD_STORE_SCHEMA names one site's schema; unset it to list several sites, or "
+            "to run them in one process"
+        )
     if not root.is_dir():
         raise CrmdError(f"{root} is not a directory of sites (one directory per site)")
     try:
