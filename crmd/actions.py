@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import TemplateError
@@ -136,7 +136,8 @@ class ActionWriter:
                     "recorded_at": now,
                     "status": r.status,
                     "late": r.late,
-                    "detail": {"actions": _jsonable(r.actions), "reason": r.reason},
+                    # Times in the actions are stored as ISO text in UTC (bulkwrite.json_text).
+                    "detail": {"actions": r.actions, "reason": r.reason},
                 }
                 for r, (c, _) in zip(records, kept, strict=True)
             ],
@@ -393,15 +394,3 @@ def _hours(span: timedelta) -> str:
     parts = [(days, "day"), (hours, "hour"), (minutes, "minute")]
     words = [f"{n} {unit}{'s' if n != 1 else ''}" for n, unit in parts if n]
     return " ".join(words[:2]) or "0 minutes"
-
-
-def _jsonable(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
-    for a in actions:
-        out.append(
-            {
-                k: (v.astimezone(UTC).isoformat() if isinstance(v, datetime) else v)
-                for k, v in a.items()
-            }
-        )
-    return out

@@ -52,9 +52,22 @@ def _date_text(value: date | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def _json_text(value: Any) -> str:
+def _json_time(value: Any) -> str:
+    """A time inside a JSON value (a fire's actions) as ISO text in UTC."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC).isoformat()
+    raise TypeError(f"{type(value).__name__} {value!r} cannot be stored as JSON")
+
+
+def json_text(value: Any) -> str:
+    """A JSON column's text; aware times in it become ISO text in UTC. The store's engine
+    serialises JSON with this too (crmd.store), so every way of writing agrees."""
     # SQLAlchemy's JSON type stores None as the JSON null, not SQL NULL (none_as_null=False).
-    return json.dumps(value)
+    return _ENCODER.encode(value)
+
+
+# json.dumps with any argument builds a new encoder per call; this one is built once.
+_ENCODER = json.JSONEncoder(default=_json_time)
 
 
 # Conversions of hashable values (times, dates), memoised per batch by insert_many.
@@ -72,7 +85,7 @@ def _converters(
         if isinstance(kind, UTCDateTime):
             out.append(_utc_text if on_sqlite else _utc)
         elif isinstance(kind, JSON):
-            out.append(_json_text)
+            out.append(json_text)
         elif isinstance(kind, Date) and on_sqlite:
             out.append(_date_text)
         else:
@@ -97,8 +110,14 @@ def _fast(conn: Connection) -> bool:
     )
 
 
-def insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert rows that all name the same columns, in order, in the caller's transaction.
+def insert_many(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    ids: Sequence[int] | None = None,
+) -> None:
+    """Insert rows that all name the same columns, in order, in the caller's transaction;
+    `ids`, if given, are the rows' `id` values, in the same order.
 
     A column the rows leave out gets its server default or NULL, never a Python-side
     default of the table: callers give every value.
@@ -106,9 +125,15 @@ def insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     if not rows:
         return
     if not _fast(conn):
+        if ids is not None:
+            rows = [{"id": i, **row} for i, row in zip(ids, rows, strict=True)]
         conn.execute(insert(table), list(rows))
         return
     columns = tuple(rows[0])
+    if ids is not None:
+        columns = ("id", *columns)
+        if len(ids) != len(rows):
+            raise ValueError(f"{len(ids)} ids for {len(rows)} rows")
     convert = _converters(table, columns, conn.dialect.name == "sqlite")
     converted = [(i, c) for i, c in enumerate(convert) if c is not None and c not in _MEMO]
     # Times and dates repeat across a batch (a page of fires at 09:00, one `now`): each
@@ -117,8 +142,11 @@ def insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
         (i, c, {}) for i, c in enumerate(convert) if c is not None and c in _MEMO
     ]
     params: list[tuple[Any, ...]] = []
-    for row in rows:
-        values = [row[c] for c in columns]  # a KeyError names a column a row left out
+    named = columns[1:] if ids is not None else columns
+    for n, row in enumerate(rows):
+        values = [row[c] for c in named]  # a KeyError names a column a row left out
+        if ids is not None:
+            values.insert(0, ids[n])
         for i, c in converted:
             values[i] = c(values[i])
         for i, c, seen in memoised:

@@ -18,6 +18,8 @@ from crmd.site import Site
 from crmd.templates import EventFields
 
 Context = dict[str, Any]
+# The event columns a rule sees as fields (besides `at`, in the site's zone).
+_EVENT_COLUMNS = frozenset({"id", "type", "task_id", "customer_id", "vehicle_id"})
 # (customer id, vehicle id, anchoring event) of one fire.
 Subject = tuple[str | None, str | None, Row[Any] | None]
 
@@ -51,16 +53,28 @@ class ContextBuilder:
         self.site = site
         self.site_fields = {"name": site.name, "timezone": str(site.timezone)}
 
-    def event_fields(self, row: Row[Any]) -> EventFields:
-        fields = EventFields(row.data or {})
-        fields.update(
-            id=row.id,
-            type=row.type,
-            at=row.at.astimezone(self.site.timezone),
-            task_id=row.task_id,
-            customer_id=row.customer_id,
-            vehicle_id=row.vehicle_id,
-        )
+    def event_fields(self, row: Row[Any], names: Sequence[str] | None = None) -> EventFields:
+        """The event's data and columns as fields (columns win); only `names` if given."""
+        data = row.data or {}
+        if names is None:
+            fields = EventFields(data)
+            fields.update(
+                id=row.id,
+                type=row.type,
+                at=row.at.astimezone(self.site.timezone),
+                task_id=row.task_id,
+                customer_id=row.customer_id,
+                vehicle_id=row.vehicle_id,
+            )
+            return fields
+        fields = EventFields()
+        for name in names:
+            if name == "at":
+                fields[name] = row.at.astimezone(self.site.timezone)
+            elif name in _EVENT_COLUMNS:
+                fields[name] = getattr(row, name)
+            elif name in data:
+                fields[name] = data[name]
         return fields
 
     def build(
@@ -73,6 +87,7 @@ class ContextBuilder:
         # Stored dates are fields too; a rule that names one reads whole rows (fieldneeds).
         people_dates = q.dates_of(conn, "customer", people) if not needs.get("customer") else {}
         car_dates = q.dates_of(conn, "vehicle", cars) if not needs.get("vehicle") else {}
+        event_names = needs.get("event")
         task_ids = {e.task_id for _, _, e in items if e is not None and e.task_id is not None}
         task_rows = q.tasks_by_id(conn, task_ids)
         # Narrowed records hold only plain columns: they are the fields as read.
@@ -88,7 +103,7 @@ class ContextBuilder:
                 "vehicle": record_fields(car, car_dates.get(vehicle_id or "", {}))
                 if whole_cars
                 else car,
-                "event": self.event_fields(event) if event is not None else None,
+                "event": self.event_fields(event, event_names) if event is not None else None,
                 "site": self.site_fields,
             }
             if event is not None and event.type in TASK_EVENTS and event.task_id in task_rows:

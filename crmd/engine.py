@@ -227,6 +227,18 @@ class Engine:
         tz, cal = self.site.timezone, self.site.calendar
         low, high = event_span(trigger)
         produced = 0
+        # Events share times (a day's deliveries, an import's dates): each distinct event
+        # time's fire time is worked out once (a pure function of the time, zone, calendar).
+        memo: dict[datetime, datetime] = {}
+
+        def fire_time(at: datetime) -> datetime:
+            found = memo.get(at)
+            if found is None:
+                if len(memo) >= 10_000:
+                    memo.clear()
+                found = memo[at] = event_fire_time(trigger, at, tz, cal)
+            return found
+
         # Phase 1: events recorded since the last look (late arrivals, counting).
         late_upto = None if trigger.count is not None else watermark - low
         cursor = seq_from
@@ -240,7 +252,7 @@ class Engine:
                 else:
                     page = []
                     for row in rows:
-                        fire_at = event_fire_time(trigger, row.at, tz, cal)
+                        fire_at = fire_time(row.at)
                         if since < fire_at <= watermark:
                             page.append(_event_candidate(rule, row, fire_at))
                 produced += self._apply(conn, rule, page, now, report)
@@ -266,7 +278,7 @@ class Engine:
                 done = len(rows) < self.page_size
                 page = []
                 for row in rows:
-                    fire_at = event_fire_time(trigger, row.at, tz, cal)
+                    fire_at = fire_time(row.at)
                     if watermark < fire_at <= now:
                         page.append(_event_candidate(rule, row, fire_at))
                 produced += self._apply(conn, rule, page, now, report)
@@ -274,7 +286,7 @@ class Engine:
                     q.save_rule_state(conn, rule.id, max(watermark, now), seq_upto, now)
                 else:
                     # Everything before the last fire time of this page is done.
-                    last = event_fire_time(trigger, rows[-1].at, tz, cal)
+                    last = fire_time(rows[-1].at)
                     watermark = max(watermark, min(last - TICK, now))
                     page_cursor = (rows[-1].at, rows[-1].seq)
                     q.save_rule_state(conn, rule.id, watermark, seq_upto, now)

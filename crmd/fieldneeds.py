@@ -1,11 +1,13 @@
-"""Which customer and vehicle fields a rule reads, so a fire loads only those columns.
+"""Which customer, vehicle and event fields a rule reads, so a fire builds only those.
 
 A page of 2,000 fires reads 2,000 customers. Most rules use a name, a phone number and a
 flag or two; converting every column of every row (the JSON attributes, the timestamps)
 cost more than the rest of building the contexts. A rule whose templates and conditions
 are simple enough to read here gets only the columns it names; any other (a Jinja filter
 or loop, a whole record, a field that is an attribute or a stored date) reads whole rows,
-as before, so what a fire sees never depends on this analysis guessing right.
+as before, so what a fire sees never depends on this analysis guessing right. An event's
+fields are narrowed the same way: a rule that names none gets an empty `event` (most
+callbacks name only the customer), one with a template this module cannot read gets all.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from crmd.rule import (
 from crmd.tables import customers, vehicles
 from crmd.templates import Template
 
-# Per scope: the columns to read (the id always among them), or None for whole rows.
+# Per scope: the columns to read (the id always among them), or None for whole rows; for
+# "event", the field names (columns or data keys) to build, or None for all of them.
 Needs = dict[str, tuple[str, ...] | None]
 _TABLES: dict[str, Table] = {"customer": customers, "vehicle": vehicles}
 # Columns that record_fields reshapes or merges other fields into: read whole rows.
@@ -35,19 +38,29 @@ _WHOLE = frozenset({"attributes", "birthday_md"})
 
 def fields_needed(rule: Rule) -> Needs:
     """The customer and vehicle columns a rule's fires read."""
-    used: dict[str, set[str]] = {"customer": {"id"}, "vehicle": {"id"}}
+    used: dict[str, set[str]] = {"customer": {"id"}, "vehicle": {"id"}, "event": set()}
     whole: set[str] = set()
     for scope, name in _paths(rule):
         if scope not in used:
-            continue  # event, task, site, fire: not read from these tables
-        if name is None or name in _WHOLE or name not in _TABLES[scope].c:
+            continue  # task, site, fire: small, built whole
+        if scope == "event":
+            # An event's fields are its columns and its free-form data: any name may be one.
+            if name is None:
+                whole.add(scope)
+            else:
+                used[scope].add(name)
+        elif name is None or name in _WHOLE or name not in _TABLES[scope].c:
             whole.add(scope)
         else:
             used[scope].add(name)
     if any(path is None for path in _template_paths(rule)):
         whole.update(used)  # a template this module cannot read may use anything
     return {
-        scope: None if scope in whole else tuple(c for c in _TABLES[scope].c.keys() if c in names)
+        scope: None
+        if scope in whole
+        else tuple(sorted(names))
+        if scope == "event"
+        else tuple(c for c in _TABLES[scope].c.keys() if c in names)
         for scope, names in used.items()
     }
 

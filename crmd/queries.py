@@ -37,7 +37,7 @@ from crmd.tables import (
 
 # Rows are streamed from the events table in pages of this size, so memory stays bounded
 # whatever the size of the store.
-PAGE = 2000
+PAGE = 10000
 
 
 def _chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
@@ -298,7 +298,7 @@ def _insert_with_ids(
         )
         return [r.id for r in result]
     ids = allocate_ids(conn, table, len(rows))
-    insert_many(conn, table, [{"id": i, **row} for i, row in zip(ids, rows, strict=True)])
+    insert_many(conn, table, rows, ids)
     return ids
 
 

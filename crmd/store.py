@@ -30,6 +30,7 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 
+from crmd.bulkwrite import json_text
 from crmd.errors import CrmdError
 from crmd.siteschema import MIGRATE_KEY, schema_problem, site_lock, site_schema
 
@@ -152,7 +153,7 @@ class Store:
         self.schema = site_schema(schema)
         if self.schema is not None:
             self._check_schema(parsed.get_backend_name())
-        kwargs: dict[str, Any] = {"echo": echo}
+        kwargs: dict[str, Any] = {"echo": echo, "json_serializer": json_text}
         if self.is_sqlite:
             database = parsed.database or ""
             if database and database != ":memory:":

@@ -38,6 +38,8 @@ _ENV.filters.update({"date": _date, "time": _time, "datetime": _datetime})
 # A part of a plain template: literal text, or a name and maybe one field of it.
 Part = str | tuple[str, str | None]
 _MISSING = object()
+# Names a dict has as attributes (`items`, `keys`...): Jinja's `x.keys` finds the method.
+_DICT_ATTRIBUTES = frozenset(dir(dict))
 
 
 def _plain_parts(source: str) -> tuple[Part, ...] | None:
@@ -100,7 +102,12 @@ class Template:
             if value is _MISSING:
                 value = _ENV.undefined(name=name)
             if attr is not None:
-                value = _ENV.getattr(value, attr)
+                if type(value) is dict and attr in value and attr not in _DICT_ATTRIBUTES:
+                    # A field of a record: what Jinja finds too, after its attribute lookup
+                    # fails (an exception per field, the larger part of a render's cost).
+                    value = value[attr]
+                else:
+                    value = _ENV.getattr(value, attr)
             out.append(str(value))  # as Jinja outputs it; an undefined value raises here
         return "".join(out)
 

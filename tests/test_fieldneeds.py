@@ -1,4 +1,5 @@
-"""A fire reads only the customer and vehicle columns its rule uses, or whole rows."""
+"""A fire reads only the customer and vehicle columns its rule uses, or whole rows, and
+builds only the event fields it names."""
 
 from __future__ import annotations
 
@@ -26,6 +27,13 @@ rules:
   - id: attribute
     when: {event: sale.delivered, after: 1 day, at: '09:00'}
     do: [{task: {role: sales_callback, title: '{{ customer.name }} {{ customer.attributes }}'}}]
+  - id: eventful
+    when: {event: sale.delivered, after: 1 day, at: '09:00'}
+    where: {event.model: 轩逸}
+    do:
+      - task:
+          role: sales_callback
+          title: '{{ event.id }} {{ event.at }} {{ event.model }} [{{ event.missing }}]'
 """
 
 
@@ -36,11 +44,18 @@ def test_a_rule_reads_the_columns_it_names_or_whole_rows(make_site: MakeSite) ->
     assert fields_needed(rules["plain"]) == {
         "customer": ("id", "name", "phone", "member", "opt_out"),
         "vehicle": ("id", "plate"),
+        "event": (),  # names no event field: none is built
     }
     # A filter: the template is Jinja's to render, and may read anything.
-    assert fields_needed(rules["filtered"]) == {"customer": None, "vehicle": None}
+    assert fields_needed(rules["filtered"]) == {"customer": None, "vehicle": None, "event": None}
     # The attributes (where extra fields and stored dates merge): whole customer rows.
-    assert fields_needed(rules["attribute"]) == {"customer": None, "vehicle": ("id",)}
+    assert fields_needed(rules["attribute"]) == {
+        "customer": None,
+        "vehicle": ("id",),
+        "event": (),
+    }
+    # Event fields are columns or data keys, named by templates and conditions.
+    assert fields_needed(rules["eventful"])["event"] == ("at", "id", "missing", "model")
 
 
 def test_narrowed_and_whole_contexts_render_the_same_fields(make_site: MakeSite) -> None:
@@ -51,7 +66,14 @@ def test_narrowed_and_whole_contexts_render_the_same_fields(make_site: MakeSite)
     h.customer("C3", name="王五", phone="13800000003", member=False)
     for n in (1, 2, 3):
         h.vehicle(f"V{n}", f"C{n}", plate=f"沪A1234{n}")
-        h.event("sale.delivered", "2026-11-02 15:00", f"C{n}", f"V{n}")
+        h.event(
+            "sale.delivered",
+            "2026-11-02 15:00",
+            f"C{n}",
+            f"V{n}",
+            {"model": "轩逸" if n < 3 else "天籁"},
+            f"E{n}",
+        )
     report = h.tick("2026-11-03 09:00")
     assert report.errors == []
     with h.store.read() as conn:
@@ -65,5 +87,8 @@ def test_narrowed_and_whole_contexts_render_the_same_fields(make_site: MakeSite)
     assert ("plain", "C3") not in titles  # not a member: the condition read `member`
     assert titles[("filtered", "C1")] == "张三"
     assert titles[("attribute", "C1")] == "张三 {'level': '金卡'}"
+    # The event's column, time (in the site's zone), data field and a missing field (empty).
+    assert titles[("eventful", "C1")] == "E1 2026-11-02 15:00:00+08:00 轩逸 []"
+    assert ("eventful", "C3") not in titles  # the condition read the event's data
     # The opted-out customer gets no message: the sms read `opt_out`.
     assert messages == [("C1", "张三，您好")]

@@ -436,7 +436,8 @@ def test_a_new_schema_is_made_and_migrated_on_first_use_beside_a_public_store(
     try:
         site_a.migrate("0002")  # each site migrates on its own
         site_b.migrate()
-        assert (site_a.revision(), site_b.revision()) == ("0002", "0004")
+        assert site_a.revision() == "0002"
+        assert site_b.revision() == site_b.head_revision()
         site_a.migrate()
         assert site_a.revision() == site_a.head_revision()
         with site_a.read() as conn:
@@ -524,7 +525,8 @@ def test_upgrading_a_site_changes_its_schema_only(pg_database: str) -> None:
         stores[1].migrate()
         with stores[1].read() as conn:
             assert conn.execute(text("SELECT status FROM outbox")).scalars().all() == ["dead"]
-        assert (stores[0].revision(), stores[1].revision()) == ("0002", "0004")
+        assert stores[0].revision() == "0002"
+        assert stores[1].revision() == stores[1].head_revision()
         with stores[0].read() as conn:
             assert conn.execute(text("SELECT status FROM outbox")).scalars().all() == ["failed"]
     finally:

@@ -178,3 +178,49 @@ def test_every_migration_downgrades_keeping_rows_and_upgrades_again(empty_url: s
         )
     assert diff == []
     store.dispose()
+
+
+def test_events_are_indexed_by_vehicle_and_task_only_where_they_have_one(
+    empty_url: str,
+) -> None:
+    """Both the migrated store and the model say so, and lookups still use the indexes."""
+    store = Store.open(empty_url)
+    with store.read() as conn:
+        if store.is_sqlite:
+            found = dict(
+                conn.execute(
+                    text("SELECT name, sql FROM sqlite_master WHERE tbl_name = 'events'")
+                ).all()
+            )
+            plan = " ".join(
+                str(row[-1])
+                for row in conn.execute(
+                    text(
+                        "EXPLAIN QUERY PLAN SELECT * FROM events WHERE vehicle_id IN ('V1', 'V2')"
+                        " AND type IN ('service.done') AND at > '2026' AND at <= '2027'"
+                    )
+                )
+            )
+            assert "ix_events_vehicle_id_type_at" in plan
+        else:
+            found = dict(
+                conn.execute(
+                    text(
+                        "SELECT indexname, indexdef FROM pg_indexes"
+                        " WHERE tablename = 'events' AND schemaname = current_schema()"
+                    )
+                ).all()
+            )
+    store.dispose()
+    for name, column in (
+        ("ix_events_vehicle_id_type_at", "vehicle_id"),
+        ("ix_events_task_id", "task_id"),
+    ):
+        assert f"{column} IS NOT NULL" in found[name], found[name]
+    # The customer index keeps every event (each customer's history is read whole).
+    assert "WHERE" not in found["ix_events_customer_id_type_at"]
+    for index in events.indexes:
+        where = index.dialect_options["sqlite"]["where"]
+        assert (where is not None) == (
+            index.name in ("ix_events_vehicle_id_type_at", "ix_events_task_id")
+        )
