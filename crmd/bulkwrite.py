@@ -55,8 +55,19 @@ def _date_text(value: date | None) -> str | None:
 def _json_time(value: Any) -> str:
     """A time inside a JSON value (a fire's actions) as ISO text in UTC."""
     if isinstance(value, datetime) and value.tzinfo is not None:
-        return value.astimezone(UTC).isoformat()
+        # A page of fires shares a few times (fires at 09:00, tasks due two days later).
+        key = (value, value.fold)
+        text = _TIME_TEXTS.get(key)
+        if text is None:
+            if len(_TIME_TEXTS) >= 4096:
+                _TIME_TEXTS.clear()
+            text = _TIME_TEXTS[key] = value.astimezone(UTC).isoformat()
+        return text
     raise TypeError(f"{type(value).__name__} {value!r} cannot be stored as JSON")
+
+
+# By time and fold: two local times of a repeated hour compare equal but are an hour apart.
+_TIME_TEXTS: dict[tuple[datetime, int], str] = {}
 
 
 def json_text(value: Any) -> str:

@@ -36,6 +36,7 @@ from crmd import queries as q
 from crmd.actions import ActionWriter
 from crmd.errors import CrmdError
 from crmd.events import TASK_OVERDUE
+from crmd.gcpause import collector_paused
 from crmd.report import FireRecord, TickReport
 from crmd.rule import AnnualTrigger, DateTrigger, EventTrigger, Rule, RuleSet, ScheduleTrigger
 from crmd.schedules import occurrence_key, occurrences, once_a_day
@@ -465,7 +466,7 @@ class Engine:
         """One page's transaction; its fires are reported once it has committed."""
         self._staged = []
         try:
-            with unit.batch() as conn:
+            with collector_paused(), unit.batch() as conn:
                 yield conn
             log = logger.isEnabledFor(logging.INFO)
             for record in self._staged:

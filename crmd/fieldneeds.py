@@ -1,6 +1,6 @@
 """Which customer, vehicle and event fields a rule reads, so a fire builds only those.
 
-A page of 2,000 fires reads 2,000 customers. Most rules use a name, a phone number and a
+A page of 10,000 fires reads 10,000 customers. Most rules use a name, a phone number and a
 flag or two; converting every column of every row (the JSON attributes, the timestamps)
 cost more than the rest of building the contexts. A rule whose templates and conditions
 are simple enough to read here gets only the columns it names; any other (a Jinja filter

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from crmd import queries as q
 from crmd.errors import CrmdError
+from crmd.gcpause import collector_paused
 from crmd.tables import customers, events, vehicles
 
 CUSTOMER_FIELDS = ("name", "phone", "email", "birthday", "member", "opt_out")
@@ -41,6 +42,7 @@ def new_event_id() -> str:
     return uuid.uuid4().hex
 
 
+@collector_paused()  # a batch of thousands of rows makes no lasting cycles (crmd.gcpause)
 def record_events(
     conn: Connection, new: Sequence[NewEvent], known_types: Sequence[str], now: datetime
 ) -> IntakeResult:

@@ -35,9 +35,12 @@ from crmd.tables import (
     vehicles,
 )
 
-# Rows are streamed from the events table in pages of this size, so memory stays bounded
-# whatever the size of the store.
-PAGE = 10000
+# Rows are streamed from the events table in pages of this size, and a page's fires commit
+# together, so memory stays bounded whatever the size of the store. A larger page rewrites
+# the customer-led index pages fewer times in a catch-up (2,000 made commits take 2.4 times
+# as long at 100k fires); a smaller one holds SQLite's write lock for less (a page of
+# 10,000 callbacks held it 2 to 3 s on a slow shared machine) and redoes less after a crash.
+PAGE = 10_000
 
 
 def _chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:

@@ -64,7 +64,7 @@ def _sqlite_setup(engine: Engine, busy_timeout_ms: int) -> None:
         # spread over more pages than that. SQLite allocates it only as pages are used.
         cur.execute("PRAGMA cache_size=-65536")
         # Copy the WAL back into the database every WAL_CHECKPOINT_PAGES pages instead of
-        # SQLite's 1,000 (about 4 MB). A tick's page of 2,000 fires dirties index pages all
+        # SQLite's 1,000 (about 4 MB). A tick's page of fires dirties index pages all
         # over the customer-led indexes, more than 1,000 of them, so with the default nearly
         # every commit paid a checkpoint (a copy and an fsync); now one checkpoint serves
         # several commits and copies a page dirtied by each of them once. Crash safety is

@@ -135,3 +135,38 @@ def test_a_value_too_wide_is_a_store_error(make_site: MakeSite, store_backend: s
         return
     with pytest.raises(StoreError, match="shorten the value"), h.store.write() as conn:
         insert_many(conn, events, [_event(wide, NOW)])
+
+
+def test_times_in_json_are_stored_as_utc_text_by_every_way_of_writing(
+    make_site: MakeSite,
+) -> None:
+    # A fire's actions hold aware times: both the bulk path and SQLAlchemy's own insert
+    # (the store's engine serialises JSON the same way) store them as ISO text in UTC, and
+    # the two local 01:30s of New York's night of the clock change stay an hour apart.
+    h = make_site("rules: []\n")
+    zone = ZoneInfo("America/New_York")
+    first = datetime(2026, 11, 1, 1, 30, tzinfo=zone)
+    second = first.replace(fold=1)
+    detail = {"actions": [{"at": first}, {"at": second}, {"at": first}], "reason": ""}
+    with h.store.write() as conn:
+        q.insert_fires(conn, [dict(_fire("bulk"), detail=detail)])
+        conn.execute(insert(fires), [dict(_fire("plain"), detail=detail)])
+    with h.store.read() as conn:
+        stored = dict(conn.execute(select(fires.c.key, fires.c.detail)).all())
+    expected = [
+        {"at": "2026-11-01T05:30:00+00:00"},
+        {"at": "2026-11-01T06:30:00+00:00"},
+        {"at": "2026-11-01T05:30:00+00:00"},
+    ]
+    assert stored["bulk"]["actions"] == stored["plain"]["actions"] == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [datetime(2026, 11, 2, 15, 0), {1, 2}],  # noqa: DTZ001
+    ids=["naive time", "set"],
+)
+def test_a_value_json_cannot_hold_is_refused(make_site: MakeSite, value: object) -> None:
+    h = make_site("rules: []\n")
+    with pytest.raises(TypeError, match="cannot be stored as JSON"), h.store.write() as conn:
+        q.insert_fires(conn, [dict(_fire("bad"), detail={"actions": [{"value": value}]})])

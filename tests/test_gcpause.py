@@ -1,0 +1,73 @@
+"""The collector pause around pages of fires: counted, thread-safe, and it restores what was."""
+
+from __future__ import annotations
+
+import gc
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from crmd.gcpause import collector_paused
+
+
+@pytest.fixture(autouse=True)
+def collector_on() -> Iterator[None]:
+    was = gc.isenabled()
+    gc.enable()
+    yield
+    if not was:
+        gc.disable()
+
+
+def test_the_collector_is_off_inside_and_on_again_after() -> None:
+    with collector_paused():
+        assert not gc.isenabled()
+        with collector_paused():  # nested: the inner end does not switch it back on
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+def test_an_error_inside_still_switches_it_back_on() -> None:
+    with pytest.raises(RuntimeError), collector_paused():
+        raise RuntimeError("page failed")
+    assert gc.isenabled()
+
+
+def test_a_collector_switched_off_by_the_caller_stays_off() -> None:
+    gc.disable()
+    with collector_paused():
+        assert not gc.isenabled()
+    assert not gc.isenabled()
+
+
+def test_pages_on_two_threads_keep_it_off_until_both_end() -> None:
+    first_in, first_may_end, first_done = (threading.Event() for _ in range(3))
+    seen: dict[str, bool] = {}
+
+    def first() -> None:
+        with collector_paused():
+            first_in.set()
+            first_may_end.wait(10)
+        first_done.set()
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert first_in.wait(10)
+    with collector_paused():
+        first_may_end.set()  # the first page ends while this one runs
+        assert first_done.wait(10)
+        seen["after the first ended"] = gc.isenabled()
+    thread.join(10)
+    assert seen == {"after the first ended": False}
+    assert gc.isenabled()
+
+
+def test_a_decorated_function_runs_with_it_off() -> None:
+    @collector_paused()
+    def work() -> bool:
+        return gc.isenabled()
+
+    assert work() is False
+    assert gc.isenabled()
