@@ -1,8 +1,9 @@
-"""The APScheduler comparison runs end to end with a tiny N (no time is asserted)."""
+"""The benchmarks run end to end with a tiny N (no time is asserted)."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -28,3 +29,26 @@ def test_vs_apscheduler_runs_both_builds_to_the_last_task(tmp_path: Path) -> Non
         assert run[build]["peak_rss_mb"] > 0
     assert run["ratio_extrapolated"] is False
     assert run["apscheduler_over_crmd"] > 0
+
+
+def test_the_floor_writes_exactly_the_rows_crmd_wrote(tmp_path: Path) -> None:
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        from floor import floor
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    figures = floor(60, tmp_path)
+    assert figures["n"] == 60
+    assert figures["floor_end_to_end_s"] >= figures["floor_events_in_s"] >= 0
+    assert figures["crmd_end_to_end_s"] > 0
+    # The same rows, read back from both stores: nothing lost, added or changed.
+    tables = ("events", "fires", "tasks", "customers")
+    stores = [tmp_path / "crmd" / "crmd.db", tmp_path / "floor" / "crmd.db"]
+    contents = []
+    for path in stores:
+        with sqlite3.connect(path) as con:
+            contents.append(
+                {t: sorted(con.execute(f"SELECT * FROM {t}").fetchall()) for t in tables}
+            )
+    assert len(contents[0]["fires"]) == len(contents[0]["tasks"]) == 60
+    assert contents[0] == contents[1]
