@@ -37,7 +37,7 @@ _WHOLE = frozenset({"attributes", "birthday_md"})
 
 
 def fields_needed(rule: Rule) -> Needs:
-    """The customer and vehicle columns a rule's fires read."""
+    """The customer and vehicle columns and the event fields a rule's fires read."""
     used: dict[str, set[str]] = {"customer": {"id"}, "vehicle": {"id"}, "event": set()}
     whole: set[str] = set()
     for scope, name in _paths(rule):
