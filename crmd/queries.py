@@ -7,11 +7,14 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     ColumnElement,
     Connection,
     Row,
     Table,
     and_,
+    any_,
+    bindparam,
     delete,
     func,
     insert,
@@ -46,6 +49,24 @@ PAGE = 10_000
 def _chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _members(
+    conn: Connection, column: ColumnElement[Any], values: Sequence[Any]
+) -> Iterator[ColumnElement[bool]]:
+    """`column IN values` as conditions over chunks of the values, one statement each.
+
+    On PostgreSQL a chunk is one array parameter (`column = ANY(:values)`) of up to 10,000
+    values: the statement's text stays the same whatever the count, and neither SQLAlchemy
+    nor the driver renders and parses a parameter per value (for a page of fires that was
+    a tenth of the tick). Elsewhere, IN lists of 500 (SQLite caps a statement's parameters).
+    """
+    if conn.dialect.name == "postgresql":
+        for chunk in _chunks(values, 10_000):
+            yield column == any_(bindparam(None, list(chunk), type_=ARRAY(column.type)))
+    else:
+        for chunk in _chunks(values):
+            yield column.in_(chunk)
 
 
 def _past_cursor(
@@ -186,11 +207,11 @@ def events_for_subjects(
     """Events of these types for any of the given customers/vehicles in (after, upto]."""
     col = events.c[column]
     out: list[Row[Any]] = []
-    for chunk in _chunks(sorted(set(ids))):
+    for member in _members(conn, col, sorted(set(ids))):
         out.extend(
             conn.execute(
                 select(events).where(
-                    col.in_(chunk),
+                    member,
                     events.c.type.in_(types),
                     events.c.at > after,
                     events.c.at <= upto,
@@ -214,8 +235,8 @@ def insert_events(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
 def existing_ids(conn: Connection, table: Table, ids: Iterable[str]) -> set[str]:
     """Which of these ids a table (customers, vehicles, events) already holds; ids only."""
     found: set[str] = set()
-    for chunk in _chunks(sorted(set(ids))):
-        found.update(conn.execute(select(table.c.id).where(table.c.id.in_(chunk))).scalars())
+    for member in _members(conn, table.c.id, sorted(set(ids))):
+        found.update(conn.execute(select(table.c.id).where(member)).scalars())
     return found
 
 
@@ -244,8 +265,8 @@ def _records_by_id(
 ) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     picked = table.c if columns is None else [table.c[c] for c in columns]
-    for chunk in _chunks(sorted(set(ids))):
-        result = conn.execute(select(*picked).where(table.c.id.in_(chunk)))
+    for member in _members(conn, table.c.id, sorted(set(ids))):
+        result = conn.execute(select(*picked).where(member))
         # Zipping with the keys read once is many times faster than a Row's mapping per row.
         keys = tuple(result.keys())
         for row in result:
@@ -275,8 +296,8 @@ def set_customer_opt_out(conn: Connection, customer_id: str, now: datetime) -> N
 
 def existing_fire_keys(conn: Connection, keys: Iterable[str]) -> set[str]:
     found: set[str] = set()
-    for chunk in _chunks(sorted(set(keys))):
-        found.update(conn.execute(select(fires.c.key).where(fires.c.key.in_(chunk))).scalars())
+    for member in _members(conn, fires.c.key, sorted(set(keys))):
+        found.update(conn.execute(select(fires.c.key).where(member)).scalars())
     return found
 
 
@@ -338,11 +359,11 @@ def mark_tasks_overdue(conn: Connection, ids: Sequence[int]) -> set[int]:
     another daemon since they were read), whose `task.overdue` events are this caller's."""
     lock_for_transaction(conn, EVENTS_KEY)  # before any row lock, as every event writer
     marked: set[int] = set()
-    for chunk in _chunks(list(ids)):
+    for member in _members(conn, tasks.c.id, list(ids)):
         marked.update(
             conn.execute(
                 update(tasks)
-                .where(tasks.c.id.in_(chunk), tasks.c.overdue.is_(False))
+                .where(member, tasks.c.overdue.is_(False))
                 .values(overdue=True)
                 .returning(tasks.c.id)
             ).scalars()
@@ -354,10 +375,10 @@ def close_tasks(
     conn: Connection, ids: Sequence[int], status: str, now: datetime, note: str | None = None
 ) -> None:
     lock_for_transaction(conn, EVENTS_KEY)  # its caller writes events next; same lock order
-    for chunk in _chunks(list(ids)):
+    for member in _members(conn, tasks.c.id, list(ids)):
         conn.execute(
             update(tasks)
-            .where(tasks.c.id.in_(chunk), tasks.c.status == "open")
+            .where(member, tasks.c.status == "open")
             .values(status=status, closed_at=now, closed_note=note)
         )
 
@@ -385,8 +406,8 @@ def list_tasks(
 
 def tasks_by_id(conn: Connection, ids: Iterable[int]) -> dict[int, Row[Any]]:
     out: dict[int, Row[Any]] = {}
-    for chunk in _chunks(sorted(set(ids))):
-        for row in conn.execute(select(tasks).where(tasks.c.id.in_(chunk))):
+    for member in _members(conn, tasks.c.id, sorted(set(ids))):
+        for row in conn.execute(select(tasks).where(member)):
             out[row.id] = row
     return out
 
@@ -454,10 +475,8 @@ def customers_page(conn: Connection, after_id: str, limit: int) -> list[Row[Any]
 def dates_of(conn: Connection, scope: str, ids: Iterable[str]) -> dict[str, dict[str, date]]:
     """Every stored date of these customers or vehicles: {subject id: {field: date}}."""
     out: dict[str, dict[str, date]] = {}
-    for chunk in _chunks(sorted(set(ids))):
-        for row in conn.execute(
-            select(dates).where(dates.c.scope == scope, dates.c.subject_id.in_(chunk))
-        ):
+    for member in _members(conn, dates.c.subject_id, sorted(set(ids))):
+        for row in conn.execute(select(dates).where(dates.c.scope == scope, member)):
             out.setdefault(row.subject_id, {})[row.field] = row.value
     return out
 

@@ -170,3 +170,16 @@ def test_a_value_json_cannot_hold_is_refused(make_site: MakeSite, value: object)
     h = make_site("rules: []\n")
     with pytest.raises(TypeError, match="cannot be stored as JSON"), h.store.write() as conn:
         q.insert_fires(conn, [dict(_fire("bad"), detail={"actions": [{"value": value}]})])
+
+
+def test_lookups_by_many_keys_span_their_chunks(make_site: MakeSite) -> None:
+    # More keys than one chunk holds on either backend (500 on SQLite, 10,000 on PostgreSQL):
+    # every stored key is found once, and no key that is not stored.
+    h = make_site("rules: []\n")
+    stored = [f"k{i:05d}" for i in range(10_050)]
+    with h.store.write() as conn:
+        q.insert_fires(conn, [_fire(key) for key in stored])
+    asked = stored[::3] + [f"missing{i}" for i in range(600)] + stored[-5:]
+    with h.store.read() as conn:
+        found = q.existing_fire_keys(conn, asked)
+    assert found == set(stored[::3]) | set(stored[-5:])
