@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from sqlalchemy import JSON, Connection, Date, Table, func, insert, select, text
@@ -55,19 +55,15 @@ def _date_text(value: date | None) -> str | None:
 def _json_time(value: Any) -> str:
     """A time inside a JSON value (a fire's actions) as ISO text in UTC."""
     if isinstance(value, datetime) and value.tzinfo is not None:
-        # A page of fires shares a few times (fires at 09:00, tasks due two days later).
-        key = (value, value.fold)
-        text = _TIME_TEXTS.get(key)
-        if text is None:
-            if len(_TIME_TEXTS) >= 4096:
-                _TIME_TEXTS.clear()
-            text = _TIME_TEXTS[key] = value.astimezone(UTC).isoformat()
-        return text
+        # By time and fold: two local times of a repeated hour compare equal but are an
+        # hour apart.
+        return _utc_iso(value, value.fold)
     raise TypeError(f"{type(value).__name__} {value!r} cannot be stored as JSON")
 
 
-# By time and fold: two local times of a repeated hour compare equal but are an hour apart.
-_TIME_TEXTS: dict[tuple[datetime, int], str] = {}
+@lru_cache(maxsize=4096)  # a page of fires shares a few times (09:00, due two days later)
+def _utc_iso(value: datetime, fold: int) -> str:
+    return value.astimezone(UTC).isoformat()
 
 
 def json_text(value: Any) -> str:

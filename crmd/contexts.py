@@ -18,8 +18,8 @@ from crmd.site import Site
 from crmd.templates import EventFields
 
 Context = dict[str, Any]
-# The event columns a rule sees as fields (besides `at`, in the site's zone).
-_EVENT_COLUMNS = frozenset({"id", "type", "task_id", "customer_id", "vehicle_id"})
+# The event columns a rule sees as fields (`at` in the site's zone).
+_EVENT_COLUMNS: tuple[str, ...] = ("id", "type", "at", "task_id", "customer_id", "vehicle_id")
 # (customer id, vehicle id, anchoring event) of one fire.
 Subject = tuple[str | None, str | None, Row[Any] | None]
 
@@ -57,24 +57,13 @@ class ContextBuilder:
         """The event's data and columns as fields (columns win); only `names` if given."""
         data = row.data or {}
         if names is None:
-            fields = EventFields(data)
-            fields.update(
-                id=row.id,
-                type=row.type,
-                at=row.at.astimezone(self.site.timezone),
-                task_id=row.task_id,
-                customer_id=row.customer_id,
-                vehicle_id=row.vehicle_id,
-            )
-            return fields
-        fields = EventFields()
-        for name in names:
-            if name == "at":
-                fields[name] = row.at.astimezone(self.site.timezone)
-            elif name in _EVENT_COLUMNS:
-                fields[name] = getattr(row, name)
-            elif name in data:
-                fields[name] = data[name]
+            fields, columns = EventFields(data), _EVENT_COLUMNS
+        else:
+            fields = EventFields({name: data[name] for name in names if name in data})
+            columns = tuple(name for name in names if name in _EVENT_COLUMNS)
+        for name in columns:
+            value = getattr(row, name)
+            fields[name] = value.astimezone(self.site.timezone) if name == "at" else value
         return fields
 
     def build(

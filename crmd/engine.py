@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, Row
@@ -54,6 +55,10 @@ LATE_AFTER = timedelta(minutes=15)
 MAX_ROUNDS = 8
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 TICK = timedelta(microseconds=1)
+# Events share times (a day's deliveries, an import's dates) and an event's fire time is a
+# pure function of its trigger, time, zone and calendar: each is worked out once. Event
+# times come from the store in UTC, where equal times are the same instant.
+_event_fire_time = lru_cache(maxsize=4096)(event_fire_time)
 
 
 @dataclass
@@ -228,18 +233,6 @@ class Engine:
         tz, cal = self.site.timezone, self.site.calendar
         low, high = event_span(trigger)
         produced = 0
-        # Events share times (a day's deliveries, an import's dates): each distinct event
-        # time's fire time is worked out once (a pure function of the time, zone, calendar).
-        memo: dict[datetime, datetime] = {}
-
-        def fire_time(at: datetime) -> datetime:
-            found = memo.get(at)
-            if found is None:
-                if len(memo) >= 10_000:
-                    memo.clear()
-                found = memo[at] = event_fire_time(trigger, at, tz, cal)
-            return found
-
         # Phase 1: events recorded since the last look (late arrivals, counting).
         late_upto = None if trigger.count is not None else watermark - low
         cursor = seq_from
@@ -253,7 +246,7 @@ class Engine:
                 else:
                     page = []
                     for row in rows:
-                        fire_at = fire_time(row.at)
+                        fire_at = _event_fire_time(trigger, row.at, tz, cal)
                         if since < fire_at <= watermark:
                             page.append(_event_candidate(rule, row, fire_at))
                 produced += self._apply(conn, rule, page, now, report)
@@ -279,7 +272,7 @@ class Engine:
                 done = len(rows) < self.page_size
                 page = []
                 for row in rows:
-                    fire_at = fire_time(row.at)
+                    fire_at = _event_fire_time(trigger, row.at, tz, cal)
                     if watermark < fire_at <= now:
                         page.append(_event_candidate(rule, row, fire_at))
                 produced += self._apply(conn, rule, page, now, report)
@@ -287,7 +280,7 @@ class Engine:
                     q.save_rule_state(conn, rule.id, max(watermark, now), seq_upto, now)
                 else:
                     # Everything before the last fire time of this page is done.
-                    last = fire_time(rows[-1].at)
+                    last = _event_fire_time(trigger, rows[-1].at, tz, cal)
                     watermark = max(watermark, min(last - TICK, now))
                     page_cursor = (rows[-1].at, rows[-1].seq)
                     q.save_rule_state(conn, rule.id, watermark, seq_upto, now)

@@ -55,14 +55,15 @@ def fields_needed(rule: Rule) -> Needs:
             used[scope].add(name)
     if any(path is None for path in _template_paths(rule)):
         whole.update(used)  # a template this module cannot read may use anything
-    return {
-        scope: None
-        if scope in whole
-        else tuple(sorted(names))
-        if scope == "event"
-        else tuple(c for c in _TABLES[scope].c.keys() if c in names)
-        for scope, names in used.items()
-    }
+    needs: Needs = {}
+    for scope, names in used.items():
+        if scope in whole:
+            needs[scope] = None
+        elif scope == "event":
+            needs[scope] = tuple(sorted(names))
+        else:  # in table order
+            needs[scope] = tuple(c for c in _TABLES[scope].c.keys() if c in names)
+    return needs
 
 
 def _paths(rule: Rule) -> Iterator[tuple[str, str | None]]:

@@ -5,7 +5,7 @@ CPython's collector counts allocations and, as they pile up, walks every tracked
 the process again and again (the rules, SQLAlchemy's and Jinja's caches, the page itself)
 looking for reference cycles; the page makes none that outlive it, and reference counting
 frees everything it drops. Pausing the collector for the page cut a 100k-fire catch-up by
-about a third (bench/vs_apscheduler.py), the collector's walks being that much of it.
+a quarter to a third (bench/vs_apscheduler.py), the collector's walks being that much of it.
 
 The collector is process-wide and a group process (crmd.group) runs pages on several
 threads, so pauses are counted: it is switched off by the first page to start and back on

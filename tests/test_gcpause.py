@@ -74,50 +74,46 @@ def test_a_decorated_function_runs_with_it_off() -> None:
     assert gc.isenabled()
 
 
-def test_overlapping_pages_still_collect_once_the_pause_grows_long(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Sites of a group process whose pages overlap without a break never bring the count to
-    # zero: a page ending after MAX_PAUSE_S collects anyway, and the collector stays off.
-    collections: list[str] = []
+@pytest.fixture
+def collections() -> Iterator[list[str]]:
+    """One "start" per run of the collector while the test runs."""
+    started: list[str] = []
 
     def seen(phase: str, info: dict[str, int]) -> None:
         if phase == "start":
-            collections.append(phase)
+            started.append(phase)
 
     gc.callbacks.append(seen)
-    try:
-        monkeypatch.setattr(gcpause, "MAX_PAUSE_S", 3600.0)
+    yield started
+    gc.callbacks.remove(seen)
+
+
+def test_overlapping_pages_still_collect_once_the_pause_grows_long(
+    monkeypatch: pytest.MonkeyPatch, collections: list[str]
+) -> None:
+    # Sites of a group process whose pages overlap without a break never bring the count to
+    # zero: a page ending after MAX_PAUSE_S collects anyway, and the collector stays off.
+    monkeypatch.setattr(gcpause, "MAX_PAUSE_S", 3600.0)
+    with collector_paused():
+        collections.clear()  # from here on the collector runs only if the pause runs it
         with collector_paused():
-            collections.clear()  # from here on the collector runs only if the pause runs it
-            with collector_paused():
-                pass
-            assert collections == []  # not yet long enough
-            monkeypatch.setattr(gcpause, "MAX_PAUSE_S", 0.0)
-            with collector_paused():
-                pass
-            assert collections == ["start"]
-            assert not gc.isenabled()
-    finally:
-        gc.callbacks.remove(seen)
+            pass
+        assert collections == []  # not yet long enough
+        monkeypatch.setattr(gcpause, "MAX_PAUSE_S", 0.0)
+        with collector_paused():
+            pass
+        assert collections == ["start"]
+        assert not gc.isenabled()
     assert gc.isenabled()
 
 
 def test_a_collector_off_for_good_is_not_collected_by_the_pause(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, collections: list[str]
 ) -> None:
-    collections: list[str] = []
-
-    def seen(phase: str, info: dict[str, int]) -> None:
-        collections.append(phase)
-
     monkeypatch.setattr(gcpause, "MAX_PAUSE_S", 0.0)
     gc.disable()
-    gc.callbacks.append(seen)
-    try:
-        with collector_paused(), collector_paused():
-            pass
-    finally:
-        gc.callbacks.remove(seen)
+    collections.clear()  # from here on the collector runs only if the pause runs it
+    with collector_paused(), collector_paused():
+        pass
     assert collections == []
     assert not gc.isenabled()
