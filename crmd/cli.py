@@ -26,7 +26,7 @@ from crmd.events import ATTEMPT_OUTCOMES
 from crmd.health import live_daemons, site_directories, site_health, survey_site
 from crmd.intake import NewEvent, record_events
 from crmd.logs import setup_logging
-from crmd.report import FireRecord, TickReport
+from crmd.report import FireRecord, FireSpool, TickReport
 from crmd.rule import RuleSet
 from crmd.ruleset import load_rules
 from crmd.site import Site, load_site
@@ -309,7 +309,7 @@ def plan(
 
     It assumes nobody closes a task and no new event arrives in the window, so escalations
     of unfinished work show up too. Fires already past by the clock are a catch-up (late).
-    Fires are listed as they are worked out, rule by rule.
+    Fires are listed in time order.
     """
     end = parse_instant(end_text, app.site) if end_text else app.now
     start = parse_instant(start_text, app.site) if start_text else None
@@ -328,16 +328,23 @@ def plan(
             f"assuming no task is closed and no new event arrives"
         )
 
-    def on_fire(f: FireRecord) -> None:
-        if only_rules and f.rule_id not in only_rules:
-            return
-        if stream is not None:
-            stream(f)
-        elif not summary:
-            click.echo(fire_line(f, app.site))
+    listed = stream is not None or not summary
+    spool = FireSpool()
 
-    with Unit(app.store, dry_run=True) as unit:
-        report = engine.tick(unit, end, window_start=start, late_as_of=app.now, on_fire=on_fire)
+    def on_fire(f: FireRecord) -> None:
+        if listed and not (only_rules and f.rule_id not in only_rules):
+            spool.add(f)
+
+    try:
+        with Unit(app.store, dry_run=True) as unit:
+            report = engine.tick(unit, end, window_start=start, late_as_of=app.now, on_fire=on_fire)
+        for f in spool:
+            if stream is not None:
+                stream(f)
+            else:
+                click.echo(fire_line(f, app.site))
+    finally:
+        spool.close()
     if only_rules:
         report.rules = {r: t for r, t in report.rules.items() if r in only_rules}
     if stream is not None:

@@ -38,6 +38,7 @@ from crmd.actions import ActionWriter
 from crmd.errors import CrmdError
 from crmd.events import TASK_OVERDUE
 from crmd.gcpause import collector_paused
+from crmd.paging import Page, PageSizer
 from crmd.report import FireRecord, TickReport
 from crmd.rule import AnnualTrigger, DateTrigger, EventTrigger, Rule, RuleSet, ScheduleTrigger
 from crmd.schedules import occurrence_key, occurrences, once_a_day
@@ -55,6 +56,8 @@ LATE_AFTER = timedelta(minutes=15)
 MAX_ROUNDS = 8
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 TICK = timedelta(microseconds=1)
+# The page sizer's key for marking tasks overdue (rule ids are its other keys).
+OVERDUE_PAGES = "(overdue)"
 # Events share times (a day's deliveries, an import's dates) and an event's fire time is a
 # pure function of its trigger, time, zone and calendar: each is worked out once. Event
 # times come from the store in UTC, where equal times are the same instant.
@@ -83,8 +86,10 @@ class Engine:
         self.ruleset = ruleset
         self.rules = ruleset.enabled()
         self.writer = ActionWriter(site)
-        # Rows read and fires committed per transaction; small in crash tests.
+        # The most rows read and fires committed per transaction (small in crash tests);
+        # `pages` sizes each page below that by how long the rule's earlier pages took.
         self.page_size = q.PAGE
+        self.pages = PageSizer()
         self._locks: RuleLocks | None = None
         # Fires of the page in flight, reported when its transaction commits.
         self._staged: list[FireRecord] = []
@@ -211,9 +216,10 @@ class Engine:
             pages = self._annual_pages(unit, rule, trigger, watermark, now)
         produced = 0
         for page in pages:
-            with self._page(unit, report) as conn:
-                produced += self._apply(conn, rule, page, now, report)
-                q.save_rule_state(conn, rule.id, page[-1].fire_at, seq_upto, now)
+            with self._page(unit, report, rule.id) as txn:
+                txn.rows = len(page)
+                produced += self._apply(txn.conn, rule, page, now, report)
+                q.save_rule_state(txn.conn, rule.id, page[-1].fire_at, seq_upto, now)
         with unit.batch() as conn:
             q.save_rule_state(conn, rule.id, max(watermark, now), seq_upto, now)
         return produced
@@ -237,10 +243,12 @@ class Engine:
         late_upto = None if trigger.count is not None else watermark - low
         cursor = seq_from
         while cursor < seq_upto:
-            with self._page(unit, report) as conn:
+            with self._page(unit, report, rule.id) as txn:
+                conn = txn.conn
                 rows = q.events_recorded_between(
-                    conn, trigger.types, cursor, seq_upto, late_upto, self.page_size
+                    conn, trigger.types, cursor, seq_upto, late_upto, txn.size
                 )
+                txn.rows = len(rows)
                 if trigger.count is not None:
                     page = self._count_candidates(conn, rule, trigger, rows, since)
                 else:
@@ -250,7 +258,7 @@ class Engine:
                         if since < fire_at <= watermark:
                             page.append(_event_candidate(rule, row, fire_at))
                 produced += self._apply(conn, rule, page, now, report)
-                cursor = rows[-1].seq if len(rows) == self.page_size else seq_upto
+                cursor = rows[-1].seq if len(rows) == txn.size else seq_upto
                 q.save_rule_state(conn, rule.id, watermark, cursor, now)
         if trigger.count is not None:
             with unit.batch() as conn:
@@ -265,11 +273,13 @@ class Engine:
         page_cursor: tuple[datetime, int] | None = None
         done = False
         while not done:
-            with self._page(unit, report) as conn:
+            with self._page(unit, report, rule.id) as txn:
+                conn = txn.conn
                 rows = q.events_between(
-                    conn, trigger.types, after, upto, seq_upto, page_cursor, self.page_size
+                    conn, trigger.types, after, upto, seq_upto, page_cursor, txn.size
                 )
-                done = len(rows) < self.page_size
+                txn.rows = len(rows)
+                done = len(rows) < txn.size
                 page = []
                 for row in rows:
                     fire_at = _event_fire_time(trigger, row.at, tz, cal)
@@ -355,7 +365,7 @@ class Engine:
             local = at.astimezone(tz)
             key = f"{rule.id}|{occurrence_key(trigger.schedule, local)}"
             page.append(Candidate(rule, key, at.astimezone(UTC), "site"))
-            if len(page) >= self.page_size:
+            if len(page) >= self._page_rows(rule.id):
                 yield page
                 page = []
         if page:
@@ -420,8 +430,11 @@ class Engine:
                     )
                 )
         found.sort(key=lambda c: (c.fire_at, c.key))
-        for start in range(0, len(found), self.page_size):
-            yield found[start : start + self.page_size]
+        start = 0
+        while start < len(found):
+            end = start + self._page_rows(rule.id)
+            yield found[start:end]
+            start = end
 
     # ------------------------------------------------------------ applying fires
 
@@ -454,13 +467,26 @@ class Engine:
         self._staged.extend(records)
         return produced
 
+    def _page_rows(self, key: str) -> int:
+        """How many rows the next page for `key` (a rule's id) may take."""
+        return self.pages.size(key, self.page_size)
+
     @contextmanager
-    def _page(self, unit: Unit, report: TickReport) -> Iterator[Connection]:
-        """One page's transaction; its fires are reported once it has committed."""
+    def _page(self, unit: Unit, report: TickReport, key: str) -> Iterator[Page]:
+        """One page's transaction; its fires are reported once it has committed.
+
+        The caller takes at most `page.size` rows and says in `page.rows` how many it took;
+        how long the transaction lasted sizes the next page for `key` (crmd.paging).
+        """
         self._staged = []
         try:
+            size = self._page_rows(key)
+            started = self.pages.clock()
             with collector_paused(), unit.batch() as conn:
-                yield conn
+                page = Page(conn, size)
+                yield page
+            took = self.pages.clock() - started
+            self.pages.observe(key, size, page.rows, took, self.page_size)
             log = logger.isEnabledFor(logging.INFO)
             for record in self._staged:
                 report.add(record)
@@ -502,14 +528,16 @@ class Engine:
     def _mark_overdue(self, unit: Unit, now: datetime, report: TickReport) -> int:
         """Open tasks past their due time become overdue, once, as a `task.overdue` event.
 
-        A page of `page_size` tasks at a time, each page its own transaction, so a catch-up
-        that finds a hundred thousand tasks overdue holds one page of them, not all.
+        A page of tasks at a time, each page its own transaction, so a catch-up that finds a
+        hundred thousand tasks overdue holds one page of them, not all.
         """
         total = 0
         cursor: tuple[datetime, int] | None = None
         while True:
-            with unit.batch() as conn:
-                rows = q.tasks_falling_overdue(conn, now, cursor, self.page_size)
+            with self._page(unit, report, OVERDUE_PAGES) as txn:
+                conn = txn.conn
+                rows = q.tasks_falling_overdue(conn, now, cursor, txn.size)
+                txn.rows = len(rows)
                 if not rows:
                     return total
                 cursor = (rows[-1].due_at, rows[-1].id)
@@ -528,7 +556,7 @@ class Engine:
                     extra={"rule": r.rule_id, "task": r.id},
                 )
             total += len(mine)
-            if len(rows) < self.page_size:
+            if len(rows) < txn.size:
                 return total
 
 

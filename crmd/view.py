@@ -156,16 +156,16 @@ def fires_table(fires: Sequence[FireRecord], site: Site) -> None:
 
 
 def fire_line(f: FireRecord, site: Site) -> str:
-    """One fire on one line, for listings printed as the fires are made (`crmd plan`)."""
+    """One fire on one line, for long listings (`crmd plan`)."""
     return "  ".join(_fire_cells(f, site))
 
 
 class FireJsonStream:
-    """The `--json` report of a tick or plan, written fire by fire as the engine makes them.
+    """The `--json` report of a tick or plan, written fire by fire.
 
     The document is one object, {"now", "fires", "overdue", "overdue_count", "errors"}, with
-    one fire per line; nothing waits for the whole list, so a month's plan needs no more
-    memory than a day's.
+    one fire per line; the whole list is never held, so a month's plan needs no more memory
+    than a day's.
     """
 
     def __init__(self, now: datetime, site: Site, write: Callable[[str], None]) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, cast
 
@@ -270,6 +272,16 @@ def test_a_month_of_a_demo_store_planned_by_policy(site: Path) -> None:
     for rule in ("sales-callback", "service-callback", "break-in-reminder", "birthday-sms"):
         assert counts.get(rule, 0) > 0, rule
     assert not any(f["late"] for f in fires)  # all ahead of the clock
+    # Listed by time, not rule by rule: the rules' fires interleave.
+    times = [datetime.fromisoformat(f["fire_at"]) for f in fires]
+    assert times == sorted(times)
+    rules_in_order = [f["rule"] for f in fires]
+    changes = sum(a != b for a, b in pairwise(rules_in_order))
+    assert changes > len(counts)
+    text = crmd(site, "--now", now, "plan", *window).output.splitlines()[1:]
+    assert [line.split("  ")[0] for line in text[: len(fires)]] == [
+        f"{t:%Y-%m-%d %H:%M}" for t in times
+    ]
     summary = crmd(site, "--now", now, "plan", *window, "--summary").output
     assert "by rule" in summary
     line = next(r for r in summary.splitlines() if r.startswith("birthday-sms"))

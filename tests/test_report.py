@@ -3,44 +3,23 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+from due_callbacks import CALLBACK, MakeSite, delivered_site
 from sqlalchemy import func, select
 
 from crmd import queries as q
-from crmd.intake import NewEvent, record_events, upsert_customers
-from crmd.report import SAMPLE_SIZE, FireRecord
+from crmd.report import SAMPLE_SIZE, FireRecord, FireSpool
 from crmd.store import Unit
 from crmd.tables import events, tasks
-from crmd.testing import Harness
-
-MakeSite = Callable[[str], Harness]
-
-# One task per delivery, three days later.
-CALLBACK = (
-    "rules: [{id: sales-callback, when: {event: sale.delivered, after: 3 days, at: '09:00'},"
-    " do: [{task: {role: sales_callback, title: '回访 {{ customer.name }}'}}]}]"
-)
-
-
-def _deliveries(make_site: MakeSite, n: int) -> tuple[Harness, int]:
-    """A site whose n customers each took delivery on 2 November; callbacks due on the 5th."""
-    h = make_site(CALLBACK)
-    h.tick("2026-11-01 08:00")
-    now = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
-    with h.store.write() as conn:
-        upsert_customers(conn, [{"id": f"C{i}", "name": f"客户{i}"} for i in range(n)], now)
-        delivered = h.local("2026-11-02 15:00")
-        new = [NewEvent("sale.delivered", delivered, f"C{i}", id=f"d{i}") for i in range(n)]
-        record_events(conn, new, h.site.event_types, now)
-    return h, n
 
 
 def test_a_big_tick_keeps_a_bounded_sample_and_counts_every_fire(make_site: MakeSite) -> None:
-    h, n = _deliveries(make_site, SAMPLE_SIZE + 300)
+    n = SAMPLE_SIZE + 300
+    h = delivered_site(make_site, n)
     h.engine.page_size = 400  # several pages, each its own transaction
     streamed: set[str] = set()
     with Unit(h.store) as unit:
@@ -79,7 +58,8 @@ def test_a_tally_counts_each_status_and_only_fired_actions(make_site: MakeSite) 
 def test_tasks_falling_overdue_are_marked_a_page_at_a_time_and_counted(
     make_site: MakeSite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    h, n = _deliveries(make_site, SAMPLE_SIZE + 300)
+    n = SAMPLE_SIZE + 300
+    h = delivered_site(make_site, n)
     h.tick("2026-11-05 09:00")  # the callbacks, due a day later
     h.engine.page_size = 400
     pages: list[int] = []
@@ -105,3 +85,25 @@ def test_tasks_falling_overdue_are_marked_a_page_at_a_time_and_counted(
     assert report.overdue == list(range(1, SAMPLE_SIZE + 1))  # the first, by due time and id
     again = h.tick("2026-11-06 09:01")
     assert (again.overdue_count, again.overdue) == (0, [])
+
+
+def test_a_spool_gives_fires_back_by_time_then_in_the_order_they_came() -> None:
+    def record(key: str, at: datetime) -> FireRecord:
+        return FireRecord("r", key, "site", at, "fired", False, None, None, [{"action": "x"}])
+
+    noon, later = datetime(2026, 11, 5, 12, tzinfo=UTC), datetime(2026, 11, 6, 1, tzinfo=UTC)
+    in_shanghai = later.astimezone(ZoneInfo("Asia/Shanghai"))  # the same instant, elsewhere
+    spool = FireSpool()
+    try:
+        for key, at in [("b", later), ("a", noon), ("c", in_shanghai), ("d", noon)]:
+            spool.add(record(key, at))
+        back = list(spool)
+    finally:
+        spool.close()
+    assert [(f.key, f.fire_at) for f in back] == [
+        ("a", noon),
+        ("d", noon),
+        ("b", later),
+        ("c", in_shanghai),
+    ]
+    assert back[0].actions == [{"action": "x"}]

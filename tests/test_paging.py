@@ -1,0 +1,131 @@
+"""Pages of fires are sized by how long earlier pages took (crmd.paging)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from due_callbacks import MakeSite, delivered_site
+
+from crmd import queries as q
+from crmd.paging import FIRST_PAGE, GROWTH, LEAST_PAGE, PAGE_SECONDS, PageSizer
+from crmd.tables import fires, tasks
+
+
+class SteppingClock:
+    """A monotonic clock that moves `step` seconds each time it is read: every page
+    (read at its start and at its end) then lasts exactly `step`."""
+
+    def __init__(self, step: float) -> None:
+        self.step = step
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_a_rule_starts_with_the_first_page_size_capped_by_the_engines_page_size() -> None:
+    sizer = PageSizer()
+    assert sizer.size("r", 10_000) == FIRST_PAGE
+    assert sizer.size("r", 7) == 7
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        (PAGE_SECONDS - 0.001, FIRST_PAGE + 1),  # just in time: room for one more row
+        (PAGE_SECONDS, FIRST_PAGE),  # exactly in time: the same again
+        (PAGE_SECONDS + 0.001, FIRST_PAGE - 1),  # just too long: one row fewer
+        (PAGE_SECONDS / 100, FIRST_PAGE * GROWTH),  # much room: at most GROWTH times more
+        (PAGE_SECONDS * 4, FIRST_PAGE // 4),  # four times too long: a quarter of the rows
+    ],
+)
+def test_a_full_page_grows_in_time_and_shrinks_in_proportion_when_too_long(
+    seconds: float, expected: int
+) -> None:
+    sizer = PageSizer()
+    sizer.observe("r", FIRST_PAGE, FIRST_PAGE, seconds, 100_000)
+    assert sizer.size("r", 100_000) == expected
+
+
+def test_growth_is_bounded_by_the_pace_by_growth_and_by_the_engines_page_size() -> None:
+    sizer = PageSizer()
+    sizer.observe("pace", 1000, 1000, PAGE_SECONDS / 2, 100_000)  # room for twice as many
+    sizer.observe("growth", 1000, 1000, PAGE_SECONDS / 100, 100_000)
+    sizer.observe("most", 1000, 1000, PAGE_SECONDS / 100, 2_500)
+    assert sizer.size("pace", 100_000) == 2000
+    assert sizer.size("growth", 100_000) == 1000 * GROWTH
+    assert sizer.size("most", 2_500) == 2_500
+
+
+def test_a_partial_or_empty_page_that_was_quick_changes_nothing() -> None:
+    sizer = PageSizer()
+    sizer.observe("r", 1000, 10, PAGE_SECONDS / 100, 100_000)  # the last rows of a window
+    sizer.observe("r", 1000, 0, 50.0, 100_000)  # nothing read: nothing learnt
+    assert sizer.size("r", 100_000) == FIRST_PAGE
+
+
+def test_a_slow_page_never_shrinks_the_next_below_the_least_size_nor_other_rules() -> None:
+    sizer = PageSizer()
+    sizer.observe("slow", 1000, 1000, 3600.0, 100_000)
+    assert sizer.size("slow", 100_000) == LEAST_PAGE
+    assert sizer.size("other", 100_000) == FIRST_PAGE
+    sizer.observe("tiny", 5, 5, 3600.0, 5)  # an engine page size under the least is kept
+    assert sizer.size("tiny", 5) == 5
+
+
+def _page_limits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The `limit` of every page of due events the engine reads, in order."""
+    limits: list[int] = []
+    read = q.events_between
+
+    def recorded(*args: Any) -> Any:
+        limits.append(args[-1])
+        return read(*args)
+
+    monkeypatch.setattr(q, "events_between", recorded)
+    return limits
+
+
+@pytest.mark.parametrize(
+    ("step", "page_size", "expected"),
+    [
+        # Each page lasts 4 s: the second takes a quarter of the first's rows.
+        (PAGE_SECONDS * 4, 10_000, [FIRST_PAGE, FIRST_PAGE // 4]),
+        # Each page lasts a tenth of the limit: the next grows, up to the engine's size.
+        (PAGE_SECONDS / 10, 3_000, [FIRST_PAGE, 3_000]),
+    ],
+)
+def test_a_catch_up_sizes_its_pages_by_how_long_the_earlier_ones_took(
+    make_site: MakeSite,
+    monkeypatch: pytest.MonkeyPatch,
+    step: float,
+    page_size: int,
+    expected: list[int],
+) -> None:
+    n = FIRST_PAGE + 200
+    h = delivered_site(make_site, n)
+    h.engine.page_size = page_size
+    h.engine.pages = PageSizer(clock=SteppingClock(step))
+    limits = _page_limits(monkeypatch)
+    report = h.tick("2026-11-05 09:00")
+    assert limits == expected
+    assert report.count("fired") == n
+    assert h.count(fires) == h.count(tasks) == n
+
+
+def test_a_slow_rule_commits_in_small_pages_and_still_fires_everything_once(
+    make_site: MakeSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    n = FIRST_PAGE + 2 * LEAST_PAGE + 10
+    h = delivered_site(make_site, n)
+    h.engine.pages = PageSizer(clock=SteppingClock(3600.0))  # every page an hour long
+    limits = _page_limits(monkeypatch)
+    report = h.tick("2026-11-05 09:00")
+    assert limits == [FIRST_PAGE, LEAST_PAGE, LEAST_PAGE, LEAST_PAGE]
+    assert report.count("fired") == h.count(tasks) == n
+    with h.store.read() as conn:
+        assert q.existing_fire_keys(conn, [f"sales-callback|event:d{i}" for i in range(n)]) == {
+            f"sales-callback|event:d{i}" for i in range(n)
+        }
