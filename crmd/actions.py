@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jinja2 import TemplateError
 from sqlalchemy import Connection, Row
 
 from crmd import queries as q
+from crmd.candidates import Candidate
 from crmd.conditions import all_hold
 from crmd.contexts import Context, ContextBuilder
 from crmd.events import TASK_CANCELLED, TASK_CREATED, TASK_DONE
@@ -25,9 +26,6 @@ from crmd.rendering import render_actions
 from crmd.report import FireRecord
 from crmd.rule import Rule
 from crmd.site import Site
-
-if TYPE_CHECKING:
-    from crmd.engine import Candidate
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
@@ -35,17 +34,25 @@ from sqlalchemy import Connection, Row
 
 from crmd import queries as q
 from crmd.actions import ActionWriter
+from crmd.candidates import (
+    Candidate,
+    annual_pages,
+    date_pages,
+    event_candidate,
+    fan_out,
+    schedule_pages,
+)
 from crmd.errors import CrmdError
 from crmd.events import TASK_OVERDUE
 from crmd.gcpause import collector_paused
 from crmd.paging import Page, PageSizer
 from crmd.report import FireRecord, TickReport
-from crmd.rule import AnnualTrigger, DateTrigger, EventTrigger, Rule, RuleSet, ScheduleTrigger
-from crmd.schedules import occurrence_key, occurrences, once_a_day
+from crmd.rule import DateTrigger, EventTrigger, Rule, RuleSet, ScheduleTrigger
+from crmd.schedules import once_a_day
 from crmd.sharing import START_KEY, RuleLocks, lock_for_transaction
 from crmd.site import Site
 from crmd.store import StoreError, Unit
-from crmd.triggers import event_fire_time, event_span, month_days_on
+from crmd.triggers import event_fire_time, event_span
 
 logger = logging.getLogger(__name__)
 
@@ -62,20 +69,6 @@ OVERDUE_PAGES = "(overdue)"
 # pure function of its trigger, time, zone and calendar: each is worked out once. Event
 # times come from the store in UTC, where equal times are the same instant.
 _event_fire_time = lru_cache(maxsize=4096)(event_fire_time)
-
-
-@dataclass
-class Candidate:
-    """A fire the rules call for, before the ledger has been asked whether it happened."""
-
-    rule: Rule
-    key: str
-    fire_at: datetime
-    subject: str
-    customer_id: str | None = None
-    vehicle_id: str | None = None
-    event: Row[Any] | None = None
-    conditions_checked: bool = False
 
 
 class Engine:
@@ -208,12 +201,16 @@ class Engine:
                 unit, rule, trigger, now, watermark, since, seq_from, seq_upto, report
             )
         pages: Iterator[list[Candidate]]
+
+        def rows() -> int:
+            return self._page_rows(rule.id)
+
         if isinstance(trigger, ScheduleTrigger):
-            pages = self._schedule_pages(rule, trigger, watermark, now)
+            pages = schedule_pages(rule, trigger, self.site.timezone, watermark, now, rows)
         elif isinstance(trigger, DateTrigger):
-            pages = self._date_pages(unit, rule, trigger, watermark, now)
+            pages = date_pages(unit, rule, trigger, self.site, watermark, now, rows)
         else:
-            pages = self._annual_pages(unit, rule, trigger, watermark, now)
+            pages = annual_pages(unit, rule, trigger, self.site.timezone, watermark, now)
         produced = 0
         for page in pages:
             with self._page(unit, report, rule.id) as txn:
@@ -256,7 +253,7 @@ class Engine:
                     for row in rows:
                         fire_at = _event_fire_time(trigger, row.at, tz, cal)
                         if since < fire_at <= watermark:
-                            page.append(_event_candidate(rule, row, fire_at))
+                            page.append(event_candidate(rule, row, fire_at))
                 produced += self._apply(conn, rule, page, now, report)
                 cursor = rows[-1].seq if len(rows) == txn.size else seq_upto
                 q.save_rule_state(conn, rule.id, watermark, cursor, now)
@@ -284,7 +281,7 @@ class Engine:
                 for row in rows:
                     fire_at = _event_fire_time(trigger, row.at, tz, cal)
                     if watermark < fire_at <= now:
-                        page.append(_event_candidate(rule, row, fire_at))
+                        page.append(event_candidate(rule, row, fire_at))
                 produced += self._apply(conn, rule, page, now, report)
                 if done:
                     q.save_rule_state(conn, rule.id, max(watermark, now), seq_upto, now)
@@ -321,7 +318,7 @@ class Engine:
             matching = [e for e in history if self.writer.conditions_hold(rule, history_ctx[e.seq])]
             if len(matching) != trigger.count:
                 continue
-            candidate = _event_candidate(rule, row, row.at)
+            candidate = event_candidate(rule, row, row.at)
             candidate.key = f"{rule.id}|{trigger.per}:{value}"
             candidate.conditions_checked = True
             page.append(candidate)
@@ -356,86 +353,6 @@ class Engine:
             q.save_rule_state(conn, rule.id, resume, state.event_seq, now, new)
         return resume
 
-    def _schedule_pages(
-        self, rule: Rule, trigger: ScheduleTrigger, watermark: datetime, now: datetime
-    ) -> Iterator[list[Candidate]]:
-        page: list[Candidate] = []
-        tz = self.site.timezone
-        for at in occurrences(trigger.schedule, watermark, now):
-            local = at.astimezone(tz)
-            key = f"{rule.id}|{occurrence_key(trigger.schedule, local)}"
-            page.append(Candidate(rule, key, at.astimezone(UTC), "site"))
-            if len(page) >= self._page_rows(rule.id):
-                yield page
-                page = []
-        if page:
-            yield page
-
-    def _annual_pages(
-        self, unit: Unit, rule: Rule, trigger: AnnualTrigger, watermark: datetime, now: datetime
-    ) -> Iterator[list[Candidate]]:
-        tz = self.site.timezone
-        day = watermark.astimezone(tz).date()
-        last = now.astimezone(tz).date()
-        while day <= last:
-            fire_local = datetime.combine(day, trigger.at, tz)
-            fire_at = fire_local.astimezone(UTC)
-            if watermark < fire_at <= now:
-                with unit.batch() as conn:
-                    people = q.customers_with_birthday(conn, month_days_on(day, trigger))
-                page = [
-                    Candidate(
-                        rule,
-                        f"{rule.id}|customer:{c.id}|{day.year}",
-                        fire_at,
-                        f"customer:{c.id}",
-                        customer_id=c.id,
-                    )
-                    for c in people
-                ]
-                if page:
-                    yield page
-            day += timedelta(days=1)
-
-    def _date_pages(
-        self, unit: Unit, rule: Rule, trigger: DateTrigger, watermark: datetime, now: datetime
-    ) -> Iterator[list[Candidate]]:
-        """Fires relative to stored dates whose time lies in (watermark, now]."""
-        tz, cal = self.site.timezone, self.site.calendar
-        offset = trigger.before or trigger.after
-        low, high = offset.bounds() if offset is not None else (timedelta(0), timedelta(0))
-        first, last = watermark.astimezone(tz).date(), now.astimezone(tz).date()
-        one = timedelta(days=1)
-        if trigger.before is not None:  # value = fire day + offset
-            span = (first + low - one, last + high + one)
-        else:  # value = fire day - offset
-            span = (first - high - one, last - low + one)
-        with unit.batch() as conn:
-            rows = q.dates_between(conn, trigger.scope, trigger.name, *span)
-        found = []
-        for row in rows:
-            day = row.value
-            if offset is not None:
-                day = offset.move_date(day, cal, backwards=trigger.before is not None)
-            fire_at = datetime.combine(day, trigger.at, tz).astimezone(UTC)
-            if watermark < fire_at <= now:
-                found.append(
-                    Candidate(
-                        rule,
-                        f"{rule.id}|{trigger.scope}:{row.subject_id}|{row.value.isoformat()}",
-                        fire_at,
-                        f"customer:{row.customer_id}" if row.customer_id else "site",
-                        customer_id=row.customer_id,
-                        vehicle_id=row.subject_id if trigger.scope == "vehicle" else None,
-                    )
-                )
-        found.sort(key=lambda c: (c.fire_at, c.key))
-        start = 0
-        while start < len(found):
-            end = start + self._page_rows(rule.id)
-            yield found[start:end]
-            start = end
-
     # ------------------------------------------------------------ applying fires
 
     def _apply(
@@ -453,7 +370,7 @@ class Engine:
         if not candidates:
             return 0
         if getattr(rule.trigger, "for_each", None) == "customer":
-            candidates = self._fan_out(conn, candidates)
+            candidates = fan_out(conn, candidates, self.page_size)
         done = q.existing_fire_keys(conn, (c.key for c in candidates))
         fresh: dict[str, Candidate] = {}
         for c in candidates:
@@ -503,28 +420,6 @@ class Engine:
         finally:
             self._staged = []
 
-    def _fan_out(self, conn: Connection, candidates: list[Candidate]) -> list[Candidate]:
-        """One candidate per customer for each site-wide fire (the rule's `where` then picks)."""
-        out: list[Candidate] = []
-        last = ""
-        while True:
-            people = q.customers_page(conn, last, self.page_size)
-            for person in people:
-                for c in candidates:
-                    out.append(
-                        Candidate(
-                            c.rule,
-                            f"{c.key}|customer:{person.id}",
-                            c.fire_at,
-                            f"customer:{person.id}",
-                            customer_id=person.id,
-                            event=c.event,
-                        )
-                    )
-            if len(people) < self.page_size:
-                return out
-            last = people[-1].id
-
     def _mark_overdue(self, unit: Unit, now: datetime, report: TickReport) -> int:
         """Open tasks past their due time become overdue, once, as a `task.overdue` event.
 
@@ -564,16 +459,3 @@ def _fingerprint(rule: Rule) -> str:
     """A schedule rule's schedule in words, stored with its state to notice a change."""
     trigger = rule.trigger
     return trigger.schedule.describe()[:300] if isinstance(trigger, ScheduleTrigger) else ""
-
-
-def _event_candidate(rule: Rule, row: Row[Any], fire_at: datetime) -> Candidate:
-    subject = f"customer:{row.customer_id}" if row.customer_id else "site"
-    return Candidate(
-        rule,
-        f"{rule.id}|event:{row.id}",
-        fire_at,
-        subject,
-        customer_id=row.customer_id,
-        vehicle_id=row.vehicle_id,
-        event=row,
-    )

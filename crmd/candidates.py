@@ -1,0 +1,173 @@
+"""What the rules call for, before the ledger is asked: candidates for fires, per trigger.
+
+An event trigger's candidates come from pages of events (crmd.engine reads them); a
+calendar schedule's from its occurrences, an annual day's from the customers whose day it
+is, a date trigger's from the dates stored on customers and vehicles. Each candidate
+carries the key that makes its fire happen once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, Row
+
+from crmd import queries as q
+from crmd.rule import AnnualTrigger, DateTrigger, Rule, ScheduleTrigger
+from crmd.schedules import occurrence_key, occurrences
+from crmd.site import Site
+from crmd.store import Unit
+from crmd.triggers import month_days_on
+
+
+@dataclass
+class Candidate:
+    """A fire the rules call for, before the ledger has been asked whether it happened."""
+
+    rule: Rule
+    key: str
+    fire_at: datetime
+    subject: str
+    customer_id: str | None = None
+    vehicle_id: str | None = None
+    event: Row[Any] | None = None
+    conditions_checked: bool = False
+
+
+def event_candidate(rule: Rule, row: Row[Any], fire_at: datetime) -> Candidate:
+    subject = f"customer:{row.customer_id}" if row.customer_id else "site"
+    return Candidate(
+        rule,
+        f"{rule.id}|event:{row.id}",
+        fire_at,
+        subject,
+        customer_id=row.customer_id,
+        vehicle_id=row.vehicle_id,
+        event=row,
+    )
+
+
+def schedule_pages(
+    rule: Rule,
+    trigger: ScheduleTrigger,
+    tz: ZoneInfo,
+    watermark: datetime,
+    now: datetime,
+    page_rows: Callable[[], int],
+) -> Iterator[list[Candidate]]:
+    """A calendar schedule's occurrences in (watermark, now], in pages of `page_rows()`."""
+    page: list[Candidate] = []
+    for at in occurrences(trigger.schedule, watermark, now):
+        local = at.astimezone(tz)
+        key = f"{rule.id}|{occurrence_key(trigger.schedule, local)}"
+        page.append(Candidate(rule, key, at.astimezone(UTC), "site"))
+        if len(page) >= page_rows():
+            yield page
+            page = []
+    if page:
+        yield page
+
+
+def annual_pages(
+    unit: Unit,
+    rule: Rule,
+    trigger: AnnualTrigger,
+    tz: ZoneInfo,
+    watermark: datetime,
+    now: datetime,
+) -> Iterator[list[Candidate]]:
+    """The customers whose day (a birthday) falls in (watermark, now], a day per page."""
+    day = watermark.astimezone(tz).date()
+    last = now.astimezone(tz).date()
+    while day <= last:
+        fire_local = datetime.combine(day, trigger.at, tz)
+        fire_at = fire_local.astimezone(UTC)
+        if watermark < fire_at <= now:
+            with unit.batch() as conn:
+                people = q.customers_with_birthday(conn, month_days_on(day, trigger))
+            page = [
+                Candidate(
+                    rule,
+                    f"{rule.id}|customer:{c.id}|{day.year}",
+                    fire_at,
+                    f"customer:{c.id}",
+                    customer_id=c.id,
+                )
+                for c in people
+            ]
+            if page:
+                yield page
+        day += timedelta(days=1)
+
+
+def date_pages(
+    unit: Unit,
+    rule: Rule,
+    trigger: DateTrigger,
+    site: Site,
+    watermark: datetime,
+    now: datetime,
+    page_rows: Callable[[], int],
+) -> Iterator[list[Candidate]]:
+    """Fires relative to stored dates whose time lies in (watermark, now]."""
+    tz, cal = site.timezone, site.calendar
+    offset = trigger.before or trigger.after
+    low, high = offset.bounds() if offset is not None else (timedelta(0), timedelta(0))
+    first, last = watermark.astimezone(tz).date(), now.astimezone(tz).date()
+    one = timedelta(days=1)
+    if trigger.before is not None:  # value = fire day + offset
+        span = (first + low - one, last + high + one)
+    else:  # value = fire day - offset
+        span = (first - high - one, last - low + one)
+    with unit.batch() as conn:
+        rows = q.dates_between(conn, trigger.scope, trigger.name, *span)
+    found = []
+    for row in rows:
+        day = row.value
+        if offset is not None:
+            day = offset.move_date(day, cal, backwards=trigger.before is not None)
+        fire_at = datetime.combine(day, trigger.at, tz).astimezone(UTC)
+        if watermark < fire_at <= now:
+            found.append(
+                Candidate(
+                    rule,
+                    f"{rule.id}|{trigger.scope}:{row.subject_id}|{row.value.isoformat()}",
+                    fire_at,
+                    f"customer:{row.customer_id}" if row.customer_id else "site",
+                    customer_id=row.customer_id,
+                    vehicle_id=row.subject_id if trigger.scope == "vehicle" else None,
+                )
+            )
+    found.sort(key=lambda c: (c.fire_at, c.key))
+    start = 0
+    while start < len(found):
+        end = start + page_rows()
+        yield found[start:end]
+        start = end
+
+
+def fan_out(conn: Connection, candidates: list[Candidate], page_size: int) -> list[Candidate]:
+    """One candidate per customer for each site-wide fire (the rule's `where` then picks)."""
+    out: list[Candidate] = []
+    last = ""
+    while True:
+        people = q.customers_page(conn, last, page_size)
+        for person in people:
+            for c in candidates:
+                out.append(
+                    Candidate(
+                        c.rule,
+                        f"{c.key}|customer:{person.id}",
+                        c.fire_at,
+                        f"customer:{person.id}",
+                        customer_id=person.id,
+                        event=c.event,
+                    )
+                )
+        if len(people) < page_size:
+            return out
+        last = people[-1].id
