@@ -159,7 +159,7 @@ class Daemon:
         if self.last_error is not None:
             # Fresh connections after a failure: one opened while the file was read-only
             # stays read-only after the cause is cleared.
-            self.store.engine.dispose()
+            self.store.dispose()
         started = time.monotonic()
         ok = True
         for name, step in self.steps():

@@ -5,7 +5,9 @@ channels and store: a file of its own on SQLite, or a schema of its own in the g
 PostgreSQL database (crmd.siteschema). One process runs a crmd.daemon.Daemon for each,
 passing them to a few worker threads: each site ticks every `interval` seconds, as if it
 ran alone, and its work, heartbeat, locks and `crmd status` are its own. One process for
-the group instead of one per site saves the memory of an interpreter per site.
+the group instead of one per site saves the memory of an interpreter per site, and sites
+in schemas of one PostgreSQL database share the process's sessions (about two per worker,
+crmd.store.SharedEngines) instead of keeping two each.
 
 A site that cannot start (a bad site.yaml or rule file, a store that cannot be opened, a
 SQLite store another daemon holds) is logged and left out; the others run. A site's
@@ -38,7 +40,7 @@ from crmd.instance import InstanceLock, lock_path
 from crmd.logs import current_site
 from crmd.notify import Notifier
 from crmd.site import Site, load_site
-from crmd.store import Store
+from crmd.store import SharedEngines, Store
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +86,9 @@ class GroupDaemon:
     failed: dict[Path, str] = field(default_factory=dict)  # sites left out, and why
 
     def __post_init__(self) -> None:
+        # Sites in schemas of one PostgreSQL database share the process's sessions: about
+        # two per worker stay open, not two per site.
+        self.sessions = SharedEngines(keep=2 * self.workers, most=4 * self.workers + 4)
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._wake = threading.Event()
@@ -123,7 +128,7 @@ class GroupDaemon:
             if not self.dry_run and make_url(site.store_url).get_backend_name() == "sqlite":
                 lock = InstanceLock(lock_path(site))
                 lock.acquire()
-            store = Store.open(site.store_url, schema=site.store_schema)
+            store = Store.open(site.store_url, schema=site.store_schema, shared=self.sessions)
             daemon = Daemon(
                 site,
                 store,
@@ -252,4 +257,5 @@ class GroupDaemon:
                     member.daemon.stop()
                 for member in list(self.members.values()):
                     self._finish(member)
+                self.sessions.dispose()
                 logger.info("crmd stopped: %d site(s)", len(self.members))

@@ -75,12 +75,18 @@ class SiteHealth:
 
 
 def live_daemons(conn: Connection, schema: str | None) -> list[Row[Any]]:
-    """The daemons of a site (in its schema) whose sessions are open on PostgreSQL."""
+    """The daemons of a site (in its schema) whose sessions are open on PostgreSQL: named
+    after the site, or after the process alone (a group process shares its sessions among
+    its sites, crmd.store.SharedEngines)."""
     live = q.live_session_names(conn)
     return [
         b
         for b in q.heartbeats(conn)
-        if b.state == "running" and application_name(b.host, b.pid, schema) in live
+        if b.state == "running"
+        and (
+            application_name(b.host, b.pid, schema) in live
+            or application_name(b.host, b.pid) in live
+        )
     ]
 
 

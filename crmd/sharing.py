@@ -85,7 +85,7 @@ class RuleLocks:
             return
         key = rule_lock(self.store.schema, rule_id)
         try:
-            conn = self.store.engine.connect()
+            conn = self.store.connect()
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot connect to store {self.store.where}: {exc}") from None
         try:

@@ -2,7 +2,9 @@
 
 SQLite (WAL) is the embedded default; any SQLAlchemy URL works (PostgreSQL to scale out).
 On PostgreSQL a site may keep its tables in a schema of its own, so that several sites
-share one database (crmd.siteschema).
+share one database (crmd.siteschema). The sites of one group process (crmd.group) may
+share its sessions too (SharedEngines): each transaction points the session it takes at
+its site's schema.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import os
 import socket
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ from sqlalchemy.exc import (
     ProgrammingError,
     SQLAlchemyError,
 )
+from sqlalchemy.pool import QueuePool
 
 from crmd.bulkwrite import json_text
 from crmd.errors import CrmdError
@@ -129,6 +133,64 @@ def _search_path_setup(engine: Engine, schema: str) -> None:
         dbapi_conn.commit()
 
 
+def _engine_options(url: str, schema: str | None, busy_timeout_ms: int) -> dict[str, Any]:
+    """create_engine's options for a store at `url` (in `schema`, if a site has one)."""
+    parsed = make_url(url)
+    options: dict[str, Any] = {"json_serializer": json_text}
+    if parsed.get_backend_name() == "sqlite":
+        options["connect_args"] = {"timeout": busy_timeout_ms / 1000}
+        return options
+    options["pool_pre_ping"] = True
+    if parsed.get_backend_name() == "postgresql":
+        connect: dict[str, str] = {}
+        if "options" not in parsed.query:
+            connect["options"] = KEEPALIVE_OPTIONS
+        if "application_name" not in parsed.query:
+            connect["application_name"] = application_name(schema=schema)
+        options["connect_args"] = connect
+    return options
+
+
+class SharedEngines:
+    """One engine (one pool of sessions) per PostgreSQL URL for the sites of a group process.
+
+    With an engine each, every site keeps its idle sessions (two with the shipped rules),
+    so a few hundred sites would want more sessions than PostgreSQL's default
+    max_connections (100). Sharing, the group holds the sessions of the sites at work at
+    one time (`workers` at most, each using a transaction's session and a rule lock's),
+    keeps `keep` of them open between passes, and opens at most `most` at once. Sessions
+    are named after the process alone (`crmd PID HOST`): `crmd status` accepts that name
+    for every site of the group.
+    """
+
+    def __init__(self, keep: int, most: int) -> None:
+        self.keep = keep
+        self.most = most
+        self._engines: dict[str, Engine] = {}
+        self._lock = threading.Lock()
+
+    def engine(self, url: str) -> Engine:
+        with self._lock:
+            engine = self._engines.get(url)
+            if engine is None:
+                options = _engine_options(url, None, 0)
+                options.update(pool_size=self.keep, max_overflow=self.most - self.keep)
+                engine = self._engines[url] = create_engine(url, **options)
+            return engine
+
+    def sessions_kept(self) -> int:
+        """Sessions open and idle in the pools, over every URL."""
+        with self._lock:
+            pools = [e.pool for e in self._engines.values()]
+        return sum(p.checkedin() for p in pools if isinstance(p, QueuePool))
+
+    def dispose(self) -> None:
+        with self._lock:
+            for engine in self._engines.values():
+                engine.dispose()
+            self._engines.clear()
+
+
 class Stopped(Exception):
     """Raised by a unit between two batches when the daemon was told to stop.
 
@@ -146,6 +208,7 @@ class Store:
         schema: str | None = None,
         echo: bool = False,
         busy_timeout_ms: int = 10000,
+        shared: SharedEngines | None = None,
     ) -> None:
         self.url = url
         parsed = make_url(url)
@@ -153,31 +216,28 @@ class Store:
         self.schema = site_schema(schema)
         if self.schema is not None:
             self._check_schema(parsed.get_backend_name())
-        kwargs: dict[str, Any] = {"echo": echo, "json_serializer": json_text}
         if self.is_sqlite:
             database = parsed.database or ""
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"timeout": busy_timeout_ms / 1000}
-        else:
-            kwargs["pool_pre_ping"] = True
-            if parsed.get_backend_name() == "postgresql":
-                connect: dict[str, str] = {}
-                if "options" not in parsed.query:
-                    connect["options"] = KEEPALIVE_OPTIONS
-                if "application_name" not in parsed.query:
-                    connect["application_name"] = application_name(schema=self.schema)
-                kwargs["connect_args"] = connect
-        if self.schema is not None:
-            # Every table of crmd.tables (schema None) is the site schema's table.
-            kwargs["execution_options"] = {"schema_translate_map": {None: self.schema}}
+        # A site in a schema of its own may take its sessions from a group's shared engine;
+        # each connection is then pointed at the schema when taken (connect()).
+        self._shares_sessions = shared is not None and self.schema is not None
         try:
-            self.engine = create_engine(url, **kwargs)
+            if self._shares_sessions:
+                assert shared is not None
+                self.engine = shared.engine(url)
+            else:
+                kwargs = _engine_options(url, self.schema, busy_timeout_ms)
+                if self.schema is not None:
+                    # Every table of crmd.tables (schema None) is the site schema's table.
+                    kwargs["execution_options"] = {"schema_translate_map": {None: self.schema}}
+                self.engine = create_engine(url, echo=echo, **kwargs)
         except (SQLAlchemyError, ImportError) as exc:
             raise StoreError(f"cannot open store {self.safe_url}: {exc}") from None
         if self.is_sqlite:
             _sqlite_setup(self.engine, busy_timeout_ms)
-        if self.schema is not None:
+        if self.schema is not None and not self._shares_sessions:
             _search_path_setup(self.engine, self.schema)
 
     def _check_schema(self, backend: str) -> None:
@@ -204,8 +264,15 @@ class Store:
         return self.safe_url if self.schema is None else f"{self.safe_url} (schema {self.schema})"
 
     @classmethod
-    def open(cls, url: str, *, schema: str | None = None, migrate: bool = True) -> Store:
-        store = cls(url, schema=schema)
+    def open(
+        cls,
+        url: str,
+        *,
+        schema: str | None = None,
+        migrate: bool = True,
+        shared: SharedEngines | None = None,
+    ) -> Store:
+        store = cls(url, schema=schema, shared=shared)
         if migrate:
             try:
                 store.migrate()
@@ -227,7 +294,7 @@ class Store:
         A site schema that does not exist yet is created first.
         """
         try:
-            with self.engine.begin() as conn:
+            with self.connect() as conn, conn.begin():
                 if not self.is_sqlite:
                     # Daemons started together on one PostgreSQL store migrate one by one.
                     conn.execute(*site_lock(self.schema, MIGRATE_KEY).call("pg_advisory_xact_lock"))
@@ -304,13 +371,32 @@ class Store:
     def _transaction(self, **options: bool) -> Iterator[Connection]:
         """A transaction on a pooled connection; the options steer how SQLite begins it
         (crmd_read_only, crmd_durable: see _sqlite_setup)."""
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             conn = conn.execution_options(**options)
             with conn.begin():
                 yield conn
 
+    def connect(self) -> Connection:
+        """A connection from the pool, looking at this store's tables."""
+        conn = self.engine.connect()
+        if not self._shares_sessions:
+            return conn
+        try:
+            # The session may have served another site of the group last.
+            info = conn.connection.info
+            if info.get("crmd_schema") != self.schema:
+                conn.exec_driver_sql(f'SET search_path TO "{self.schema}"')
+                conn.commit()
+                info["crmd_schema"] = self.schema
+        except BaseException:
+            conn.close()
+            raise
+        return conn.execution_options(schema_translate_map={None: self.schema})
+
     def dispose(self) -> None:
-        self.engine.dispose()
+        """Close the idle sessions (not a group's shared ones: the group closes those)."""
+        if not self._shares_sessions:
+            self.engine.dispose()
 
 
 class Unit:
@@ -336,7 +422,7 @@ class Unit:
 
     def __enter__(self) -> Unit:
         if self.dry_run:
-            self._outer = self.store.engine.connect()
+            self._outer = self.store.connect()
             self._outer.begin()
         return self
 

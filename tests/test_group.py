@@ -8,6 +8,7 @@ while it runs, and stops it with SIGTERM.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 from channel_site import sms_yaml
 from daemon_child import CRMD, RULES, wait_for_log
+from sqlalchemy import create_engine, text
 
 from crmd import queries as q
 from crmd.clock import SystemClock
@@ -262,3 +264,57 @@ def test_a_reload_that_cannot_find_the_directory_keeps_the_sites_running(tmp_pat
         daemon.stop()
         running.join(30)
     assert not running.is_alive()
+
+
+def _sessions_named(url: str, name: str) -> int:
+    """Sessions open on the database of `url` whose application name is `name`."""
+    engine = create_engine(url, connect_args={"application_name": "crmd-test"})
+    try:
+        with engine.connect() as conn:
+            query = text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND application_name LIKE :name"
+            )
+            return int(conn.execute(query, {"name": name}).scalar_one())
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_the_sites_of_a_group_share_the_processs_sessions(tmp_path: Path, pg_database: str) -> None:
+    """Eight sites in schemas of one database, two workers: the sessions the group keeps
+    open between passes are about two per worker, not two per site, and the sites'
+    work stays apart."""
+    group = tmp_path / "sites"
+    sites = [make_group_site(group, f"dealer_{n}", pg_database, f"dealer_{n}") for n in range(8)]
+    for h in sites:
+        h.store.dispose()  # this process's own sessions gone: every one left is the group's
+    workers = 2
+    daemon = GroupDaemon(group, SystemClock(), interval=3600, workers=workers)
+    running = threading.Thread(target=daemon.run)
+    running.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+            len(daemon.members) == len(sites)
+            and all(m.running is not None and m.running.done() for m in daemon.members.values())
+        ):
+            time.sleep(0.05)
+        assert len(daemon.members) == len(sites)
+        assert all(m.running is not None and m.running.done() for m in daemon.members.values())
+        ours = f"crmd {os.getpid()} %"
+        kept = _sessions_named(pg_database, ours)
+        assert 1 <= kept <= 2 * workers
+        assert kept == daemon.sessions.sessions_kept()
+        listed = sites_json(group)
+        assert {listed[h.site.name]["state"] for h in sites} == {"running"}
+    finally:
+        daemon.stop()
+        running.join(30)
+    assert not running.is_alive()
+    assert _sessions_named(pg_database, f"crmd {os.getpid()} %") == 0  # closed at the stop
+    for h in sites:
+        # Each site's customer was welcomed once, in its own schema, under its own name.
+        assert welcomed(h), h.site.name
+        assert state_of(h) == "stopped"
+        h.store.dispose()
