@@ -52,3 +52,15 @@ def test_the_floor_writes_exactly_the_rows_crmd_wrote(tmp_path: Path) -> None:
             )
     assert len(contents[0]["fires"]) == len(contents[0]["tasks"]) == 60
     assert contents[0] == contents[1]
+    # The least store: the deliveries, the ledger rows with an empty detail, the tasks.
+    with sqlite3.connect(tmp_path / "least" / "crmd.db") as con:
+        least = {t: sorted(con.execute(f"SELECT * FROM {t}").fetchall()) for t in tables}
+        detail = [c[1] for c in con.execute("PRAGMA table_info(fires)")].index("detail")
+    assert least["tasks"] == contents[0]["tasks"]
+    assert [r[:detail] + r[detail + 1 :] for r in least["fires"]] == [
+        r[:detail] + r[detail + 1 :] for r in contents[0]["fires"]
+    ]
+    assert {r[detail] for r in least["fires"]} == {"{}"}
+    assert least["events"] == [e for e in contents[0]["events"] if e[2] == "sale.delivered"]
+    assert len(least["events"]) == 60
+    assert figures["ledger_and_task_only_s"] >= 0
