@@ -44,6 +44,7 @@ from crmd.site import Site
 from crmd.store import Store, Unit
 from crmd.tables import customers, events, outbox, tasks
 from crmd.templates import Template
+from crmd.view import LinesByTime, fire_line
 
 SALES_CALLBACK = Rule(
     id="sales-callback",
@@ -411,16 +412,28 @@ PLAN_MONTH = (date(2025, 12, 1), date(2026, 1, 1))
 
 
 def time_plan_month(store: Store, site: Site) -> tuple[float, int]:
-    """`crmd plan` over PLAN_MONTH (a dry run: rolled back); returns seconds and fires."""
+    """`crmd plan` over PLAN_MONTH (a dry run: rolled back), its fires' lines made, held and
+    read back in time order as the command lists them (not printed); returns seconds and
+    fires."""
     tz = site.timezone
     engine = Engine(site, RuleSet((SALES_CALLBACK, SERVICE_CALLBACK)))
     start, end = (datetime.combine(d, time(0), tz) for d in PLAN_MONTH)
     before = count_rows(store, tasks)
-    with Unit(store, dry_run=True) as unit:
-        started = perf_counter()
-        report = engine.tick(unit, end, window_start=start)
-        seconds = perf_counter() - started
-    if report.errors or count_rows(store, tasks) != before:
+    lines = LinesByTime()
+    try:
+        with Unit(store, dry_run=True) as unit:
+            started = perf_counter()
+            report = engine.tick(
+                unit,
+                end,
+                window_start=start,
+                on_fire=lambda f: lines.add(f.fire_at, fire_line(f, site)),
+            )
+            listed = sum(1 for _ in lines)
+            seconds = perf_counter() - started
+    finally:
+        lines.close()
+    if report.errors or count_rows(store, tasks) != before or listed != report.count():
         raise SystemExit(f"plan over a month: errors {report.errors} or it wrote tasks")
     return seconds, fired(report)
 

@@ -26,13 +26,14 @@ from crmd.events import ATTEMPT_OUTCOMES
 from crmd.health import live_daemons, site_directories, site_health, survey_site
 from crmd.intake import NewEvent, record_events
 from crmd.logs import setup_logging
-from crmd.report import FireRecord, FireSpool, TickReport
+from crmd.report import FireRecord, TickReport
 from crmd.rule import RuleSet
 from crmd.ruleset import load_rules
 from crmd.site import Site, load_site
 from crmd.store import Store, Unit
 from crmd.view import (
     FireJsonStream,
+    LinesByTime,
     fire_line,
     fires_table,
     message_json,
@@ -329,22 +330,22 @@ def plan(
         )
 
     listed = stream is not None or not summary
-    spool = FireSpool()
+    lines = LinesByTime()
 
     def on_fire(f: FireRecord) -> None:
         if listed and not (only_rules and f.rule_id not in only_rules):
-            spool.add(f)
+            lines.add(f.fire_at, fire_line(f, app.site) if stream is None else stream.render(f))
 
     try:
         with Unit(app.store, dry_run=True) as unit:
             report = engine.tick(unit, end, window_start=start, late_as_of=app.now, on_fire=on_fire)
-        for f in spool:
+        for line in lines:
             if stream is not None:
-                stream(f)
+                stream.put(line)
             else:
-                click.echo(fire_line(f, app.site))
+                click.echo(line)
     finally:
-        spool.close()
+        lines.close()
     if only_rules:
         report.rules = {r: t for r, t in report.rules.items() if r in only_rules}
     if stream is not None:

@@ -3,18 +3,15 @@
 A catch-up or a month's plan can make hundreds of thousands of fires. The report never
 holds them all: it counts them per rule and status, keeps the first `sample_size` records
 (every fire of an ordinary tick), and hands each record, as it is made, to `on_fire` for a
-caller that wants them all (`crmd plan` lists them in time order through a FireSpool).
-Tasks falling overdue are counted the same way, with the ids of the first `sample_size`
-kept.
+caller that wants them all (`crmd plan` lists them all, in time order). Tasks falling
+overdue are counted the same way, with the ids of the first `sample_size` kept.
 """
 
 from __future__ import annotations
 
-import pickle
-import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 # Fire records a report keeps; more than an ordinary tick makes.
@@ -35,39 +32,6 @@ class FireRecord:
     vehicle_id: str | None
     actions: list[dict[str, Any]] = field(default_factory=list)
     reason: str = ""
-
-
-class FireSpool:
-    """Fire records held on disk and given back in time order (by fire time, then in the
-    order they came), so a month's plan is listed by time without holding it in memory.
-
-    The engine works rule by rule, each rule's fires in time order; a listing by time
-    needs all of them first. They go to a private temporary SQLite database (removed when
-    closed) and come back sorted by it.
-    """
-
-    def __init__(self) -> None:
-        self._db = sqlite3.connect("")  # "": a temporary database on disk, private to us
-        self._db.execute("CREATE TABLE spool (at TEXT NOT NULL, record BLOB NOT NULL)")
-        self._pending: list[tuple[str, bytes]] = []
-
-    def add(self, record: FireRecord) -> None:
-        at = record.fire_at.astimezone(UTC).isoformat()
-        self._pending.append((at, pickle.dumps(record, pickle.HIGHEST_PROTOCOL)))
-        if len(self._pending) >= 1000:
-            self._flush()
-
-    def _flush(self) -> None:
-        self._db.executemany("INSERT INTO spool VALUES (?, ?)", self._pending)
-        self._pending = []
-
-    def __iter__(self) -> Iterator[FireRecord]:
-        self._flush()
-        for (record,) in self._db.execute("SELECT record FROM spool ORDER BY at, rowid"):
-            yield pickle.loads(record)  # our own records, from our own file
-
-    def close(self) -> None:
-        self._db.close()
 
 
 def does_in_short(a: dict[str, Any]) -> str:

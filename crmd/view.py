@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
@@ -160,6 +161,38 @@ def fire_line(f: FireRecord, site: Site) -> str:
     return "  ".join(_fire_cells(f, site))
 
 
+class LinesByTime:
+    """Lines held on disk and given back by time (then in the order they came), so a
+    month's plan is listed in time order without holding it in memory.
+
+    The engine works rule by rule, each rule's fires in time order; a listing by time needs
+    all of them first. Each fire's line is made as the fire is, and waits in a private
+    temporary SQLite database (removed when closed) until the listing.
+    """
+
+    def __init__(self) -> None:
+        self._db = sqlite3.connect("")  # "": a temporary database on disk, private to us
+        self._db.execute("CREATE TABLE line (at TEXT NOT NULL, text TEXT NOT NULL)")
+        self._pending: list[tuple[str, str]] = []
+
+    def add(self, at: datetime, text: str) -> None:
+        self._pending.append((at.astimezone(UTC).isoformat(), text))
+        if len(self._pending) >= 1000:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._db.executemany("INSERT INTO line VALUES (?, ?)", self._pending)
+        self._pending = []
+
+    def __iter__(self) -> Iterator[str]:
+        self._flush()
+        for (text,) in self._db.execute("SELECT text FROM line ORDER BY at, rowid"):
+            yield text
+
+    def close(self) -> None:
+        self._db.close()
+
+
 class FireJsonStream:
     """The `--json` report of a tick or plan, written fire by fire.
 
@@ -175,8 +208,15 @@ class FireJsonStream:
         write('{"now": ' + json.dumps(now.isoformat()) + ', "fires": [')
 
     def __call__(self, f: FireRecord) -> None:
-        text = json.dumps(fire_json(f, self.site), ensure_ascii=False, default=str)
-        self.write(("," if self.written else "") + "\n  " + text)
+        self.put(self.render(f))
+
+    def render(self, f: FireRecord) -> str:
+        """One fire's line of the document."""
+        return json.dumps(fire_json(f, self.site), ensure_ascii=False, default=str)
+
+    def put(self, line: str) -> None:
+        """Write one fire's line, made by `render`."""
+        self.write(("," if self.written else "") + "\n  " + line)
         self.written += 1
 
     def close(self, overdue: Sequence[int], overdue_count: int, errors: Sequence[str]) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, cast
+from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner, Result
@@ -17,6 +18,7 @@ from crmd.cli import main
 from crmd.site import load_site
 from crmd.store import Store
 from crmd.tables import metadata
+from crmd.view import LinesByTime
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -326,3 +328,15 @@ def test_the_store_url_in_site_yaml_is_the_store_used(
         assert store.revision() == store.head_revision()
     finally:
         store.dispose()
+
+
+def test_lines_come_back_by_time_then_in_the_order_they_came() -> None:
+    noon, later = datetime(2026, 11, 5, 12, tzinfo=UTC), datetime(2026, 11, 6, 1, tzinfo=UTC)
+    in_shanghai = later.astimezone(ZoneInfo("Asia/Shanghai"))  # the same instant, elsewhere
+    lines = LinesByTime()
+    try:
+        for text, at in [("b", later), ("a", noon), ("c", in_shanghai), ("d", noon)]:
+            lines.add(at, text)
+        assert list(lines) == ["a", "d", "b", "c"]
+    finally:
+        lines.close()

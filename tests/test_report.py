@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import gc
-from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 from due_callbacks import CALLBACK, MakeSite, delivered_site
 from sqlalchemy import func, select
 
 from crmd import queries as q
-from crmd.report import SAMPLE_SIZE, FireRecord, FireSpool
+from crmd.report import SAMPLE_SIZE, FireRecord
 from crmd.store import Unit
 from crmd.tables import events, tasks
 
@@ -85,25 +83,3 @@ def test_tasks_falling_overdue_are_marked_a_page_at_a_time_and_counted(
     assert report.overdue == list(range(1, SAMPLE_SIZE + 1))  # the first, by due time and id
     again = h.tick("2026-11-06 09:01")
     assert (again.overdue_count, again.overdue) == (0, [])
-
-
-def test_a_spool_gives_fires_back_by_time_then_in_the_order_they_came() -> None:
-    def record(key: str, at: datetime) -> FireRecord:
-        return FireRecord("r", key, "site", at, "fired", False, None, None, [{"action": "x"}])
-
-    noon, later = datetime(2026, 11, 5, 12, tzinfo=UTC), datetime(2026, 11, 6, 1, tzinfo=UTC)
-    in_shanghai = later.astimezone(ZoneInfo("Asia/Shanghai"))  # the same instant, elsewhere
-    spool = FireSpool()
-    try:
-        for key, at in [("b", later), ("a", noon), ("c", in_shanghai), ("d", noon)]:
-            spool.add(record(key, at))
-        back = list(spool)
-    finally:
-        spool.close()
-    assert [(f.key, f.fire_at) for f in back] == [
-        ("a", noon),
-        ("d", noon),
-        ("b", later),
-        ("c", in_shanghai),
-    ]
-    assert back[0].actions == [{"action": "x"}]
