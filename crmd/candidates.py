@@ -8,13 +8,13 @@ carries the key that makes its fire happen once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Row
+from sqlalchemy import Row
 
 from crmd import queries as q
 from crmd.rule import AnnualTrigger, DateTrigger, Rule, ScheduleTrigger
@@ -150,24 +150,17 @@ def date_pages(
         start = end
 
 
-def fan_out(conn: Connection, candidates: list[Candidate], page_size: int) -> list[Candidate]:
+def fan_out(candidates: Sequence[Candidate], people: Sequence[Row[Any]]) -> list[Candidate]:
     """One candidate per customer for each site-wide fire (the rule's `where` then picks)."""
-    out: list[Candidate] = []
-    last = ""
-    while True:
-        people = q.customers_page(conn, last, page_size)
-        for person in people:
-            for c in candidates:
-                out.append(
-                    Candidate(
-                        c.rule,
-                        f"{c.key}|customer:{person.id}",
-                        c.fire_at,
-                        f"customer:{person.id}",
-                        customer_id=person.id,
-                        event=c.event,
-                    )
-                )
-        if len(people) < page_size:
-            return out
-        last = people[-1].id
+    return [
+        Candidate(
+            c.rule,
+            f"{c.key}|customer:{person.id}",
+            c.fire_at,
+            f"customer:{person.id}",
+            customer_id=person.id,
+            event=c.event,
+        )
+        for person in people
+        for c in candidates
+    ]

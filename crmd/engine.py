@@ -9,9 +9,12 @@ S have been looked at). A tick at `now` does, per rule:
    time index (an offset rule's fire time is monotone in the event time), or by walking a
    calendar schedule or the birthdays of each day in the window.
 
-Work is committed in pages. Each page's ledger rows (unique key per fire), tasks, outbox
-rows, task events and the advanced W/S commit in one transaction: a crash repeats at most
-the page in flight, and the ledger key drops what was already done. The cost of a tick
+Work is committed in pages, sized by how long earlier pages took (crmd.paging). Each
+page's ledger rows (unique key per fire), tasks, outbox rows, task events and the advanced
+W/S commit in one transaction: a crash repeats at most the page in flight, and the ledger
+key drops what was already done. A page that fires for every customer (`for_each:
+customer`) commits its fires a part of the customers at a time and advances W/S with the
+last part only, so a crash between parts repeats the page the same way. The cost of a tick
 follows what is due and what arrived, not the size of the store.
 
 Daemons sharing a PostgreSQL store evaluate each rule one at a time: a rule's whole
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
@@ -215,7 +218,7 @@ class Engine:
         for page in pages:
             with self._page(unit, report, rule.id) as txn:
                 txn.rows = len(page)
-                produced += self._apply(txn.conn, rule, page, now, report)
+                produced += self._apply(txn, rule, page, now, report)
                 q.save_rule_state(txn.conn, rule.id, page[-1].fire_at, seq_upto, now)
         with unit.batch() as conn:
             q.save_rule_state(conn, rule.id, max(watermark, now), seq_upto, now)
@@ -241,22 +244,23 @@ class Engine:
         cursor = seq_from
         while cursor < seq_upto:
             with self._page(unit, report, rule.id) as txn:
-                conn = txn.conn
                 rows = q.events_recorded_between(
-                    conn, trigger.types, cursor, seq_upto, late_upto, txn.size
+                    txn.conn, trigger.types, cursor, seq_upto, late_upto, txn.size
                 )
                 txn.rows = len(rows)
+                # Where the next page starts; the rule's state saves it with this page's
+                # last part (txn.conn after _apply).
+                cursor = rows[-1].seq if len(rows) == txn.size else seq_upto
                 if trigger.count is not None:
-                    page = self._count_candidates(conn, rule, trigger, rows, since)
+                    page = self._count_candidates(txn.conn, rule, trigger, rows, since)
                 else:
                     page = []
                     for row in rows:
                         fire_at = _event_fire_time(trigger, row.at, tz, cal)
                         if since < fire_at <= watermark:
                             page.append(event_candidate(rule, row, fire_at))
-                produced += self._apply(conn, rule, page, now, report)
-                cursor = rows[-1].seq if len(rows) == txn.size else seq_upto
-                q.save_rule_state(conn, rule.id, watermark, cursor, now)
+                produced += self._apply(txn, rule, page, now, report)
+                q.save_rule_state(txn.conn, rule.id, watermark, cursor, now)
         if trigger.count is not None:
             with unit.batch() as conn:
                 q.save_rule_state(conn, rule.id, max(watermark, now), seq_upto, now)
@@ -271,9 +275,8 @@ class Engine:
         done = False
         while not done:
             with self._page(unit, report, rule.id) as txn:
-                conn = txn.conn
                 rows = q.events_between(
-                    conn, trigger.types, after, upto, seq_upto, page_cursor, txn.size
+                    txn.conn, trigger.types, after, upto, seq_upto, page_cursor, txn.size
                 )
                 txn.rows = len(rows)
                 done = len(rows) < txn.size
@@ -282,15 +285,15 @@ class Engine:
                     fire_at = _event_fire_time(trigger, row.at, tz, cal)
                     if watermark < fire_at <= now:
                         page.append(event_candidate(rule, row, fire_at))
-                produced += self._apply(conn, rule, page, now, report)
+                produced += self._apply(txn, rule, page, now, report)
                 if done:
-                    q.save_rule_state(conn, rule.id, max(watermark, now), seq_upto, now)
+                    q.save_rule_state(txn.conn, rule.id, max(watermark, now), seq_upto, now)
                 else:
                     # Everything before the last fire time of this page is done.
                     last = _event_fire_time(trigger, rows[-1].at, tz, cal)
                     watermark = max(watermark, min(last - TICK, now))
                     page_cursor = (rows[-1].at, rows[-1].seq)
-                    q.save_rule_state(conn, rule.id, watermark, seq_upto, now)
+                    q.save_rule_state(txn.conn, rule.id, watermark, seq_upto, now)
         return produced
 
     def _count_candidates(
@@ -357,20 +360,47 @@ class Engine:
 
     def _apply(
         self,
+        txn: Page,
+        rule: Rule,
+        candidates: list[Candidate],
+        now: datetime,
+        report: TickReport,
+    ) -> int:
+        """Record the new fires of one page and run their actions, in the page's transaction.
+
+        A rule that fires for each customer writes a part of the customers at a time, each
+        part but the last committed on its own (`txn.commit()`), so a greeting to every
+        customer of a large store holds no more than a page of them; the caller saves the
+        rule's progress in the last part only.
+
+        Returns how many events this produced (task events), so chained rules get another round.
+        """
+        if not candidates:
+            return 0
+        if getattr(rule.trigger, "for_each", None) != "customer":
+            return self._write_new(txn.conn, rule, candidates, now, report)
+        produced = 0
+        last = ""
+        while True:
+            per_part = max(1, txn.size // len(candidates))
+            people = q.customers_page(txn.conn, last, per_part)
+            part = fan_out(candidates, people)
+            txn.rows = len(part)
+            produced += self._write_new(txn.conn, rule, part, now, report)
+            if len(people) < per_part:
+                return produced
+            last = people[-1].id
+            txn.commit()
+
+    def _write_new(
+        self,
         conn: Connection,
         rule: Rule,
         candidates: list[Candidate],
         now: datetime,
         report: TickReport,
     ) -> int:
-        """Record the new fires of one page and run their actions, in the caller's transaction.
-
-        Returns how many events this produced (task events), so chained rules get another round.
-        """
-        if not candidates:
-            return 0
-        if getattr(rule.trigger, "for_each", None) == "customer":
-            candidates = fan_out(conn, candidates, self.page_size)
+        """Write the fires of these candidates the ledger does not hold yet."""
         done = q.existing_fire_keys(conn, (c.key for c in candidates))
         fresh: dict[str, Candidate] = {}
         for c in candidates:
@@ -393,32 +423,57 @@ class Engine:
         """One page's transaction; its fires are reported once it has committed.
 
         The caller takes at most `page.size` rows and says in `page.rows` how many it took;
-        how long the transaction lasted sizes the next page for `key` (crmd.paging).
+        how long the transaction lasted sizes the next page for `key` (crmd.paging). Work
+        larger than a page calls `page.commit()` between its parts: each part is a
+        transaction of its own, sized and reported the same way.
         """
+        with collector_paused(), ExitStack() as stack:
+            started = 0.0
+
+            def begin() -> Page:
+                nonlocal started
+                self._staged = []
+                size = self._page_rows(key)
+                started = self.pages.clock()
+                return Page(stack.enter_context(unit.batch()), size)
+
+            def end(txn: Page) -> None:
+                stack.close()  # the transaction commits
+                took = self.pages.clock() - started
+                self.pages.observe(key, txn.size, txn.rows, took, self.page_size)
+                self._report_staged(report)
+
+            txn = begin()
+
+            def commit() -> None:
+                end(txn)
+                fresh = begin()
+                txn.conn, txn.size, txn.rows = fresh.conn, fresh.size, 0
+
+            txn.commit = commit
+            try:
+                yield txn
+            except BaseException:
+                self._staged = []  # rolled back: nothing of it happened
+                raise
+            end(txn)
+
+    def _report_staged(self, report: TickReport) -> None:
+        """Report (and log) the fires of the transaction just committed."""
+        log = logger.isEnabledFor(logging.INFO)
+        for record in self._staged:
+            report.add(record)
+            if log:
+                logger.info(
+                    "fire %s %s %s at %s%s",
+                    record.status,
+                    record.rule_id,
+                    record.subject,
+                    record.fire_at.isoformat(),
+                    " (late)" if record.late else "",
+                    extra={"rule": record.rule_id, "subject": record.subject},
+                )
         self._staged = []
-        try:
-            size = self._page_rows(key)
-            started = self.pages.clock()
-            with collector_paused(), unit.batch() as conn:
-                page = Page(conn, size)
-                yield page
-            took = self.pages.clock() - started
-            self.pages.observe(key, size, page.rows, took, self.page_size)
-            log = logger.isEnabledFor(logging.INFO)
-            for record in self._staged:
-                report.add(record)
-                if log:
-                    logger.info(
-                        "fire %s %s %s at %s%s",
-                        record.status,
-                        record.rule_id,
-                        record.subject,
-                        record.fire_at.isoformat(),
-                        " (late)" if record.late else "",
-                        extra={"rule": record.rule_id, "subject": record.subject},
-                    )
-        finally:
-            self._staged = []
 
     def _mark_overdue(self, unit: Unit, now: datetime, report: TickReport) -> int:
         """Open tasks past their due time become overdue, once, as a `task.overdue` event.

@@ -15,7 +15,7 @@ engine's life, so a daemon learns each rule's pace once.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from time import monotonic
 
 from sqlalchemy import Connection
@@ -28,13 +28,22 @@ LEAST_PAGE = 50
 GROWTH = 4
 
 
+def _no_transaction() -> None:
+    raise RuntimeError("this page has no transaction to commit")
+
+
 @dataclass
 class Page:
-    """One page's transaction: its connection, the rows it may take, and those it took."""
+    """One page's transaction: its connection, the rows it may take, and those it took.
+
+    `commit()` (set by the engine) commits what the page wrote so far and goes on in a new
+    transaction, with a new connection and size, for work larger than a page.
+    """
 
     conn: Connection
     size: int
     rows: int = 0
+    commit: Callable[[], None] = field(default=_no_transaction)
 
 
 class PageSizer:

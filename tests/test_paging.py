@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from due_callbacks import MakeSite, delivered_site
+from sqlalchemy import event
 
 from crmd import queries as q
+from crmd.intake import upsert_customers
 from crmd.paging import FIRST_PAGE, GROWTH, LEAST_PAGE, PAGE_SECONDS, PageSizer
+from crmd.store import Unit
 from crmd.tables import fires, tasks
+from crmd.testing import Harness
 
 
 class SteppingClock:
@@ -129,3 +134,122 @@ def test_a_slow_rule_commits_in_small_pages_and_still_fires_everything_once(
         assert q.existing_fire_keys(conn, [f"sales-callback|event:d{i}" for i in range(n)]) == {
             f"sales-callback|event:d{i}" for i in range(n)
         }
+
+
+GREETING = (
+    "rules: [{id: greeting, when: {monthly: 3, at: '09:00', for_each: customer},"
+    " do: [{task: {role: cr_specialist, title: '问候 {{ customer.name }}'}}]}]"
+)
+
+
+def _greeting_site(make_site: MakeSite, n: int) -> Harness:
+    """A site of n customers and a rule greeting each of them on the 3rd at 09:00."""
+    h = make_site(GREETING)
+    h.tick("2026-11-01 08:00")
+    with h.store.write() as conn:
+        people = [{"id": f"C{i:04d}", "name": f"客户{i}"} for i in range(n)]
+        upsert_customers(conn, people, datetime(2026, 11, 1, tzinfo=UTC))
+    return h
+
+
+def _part_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many customers each part of a fan-out read."""
+    parts: list[int] = []
+    read = q.customers_page
+
+    def recorded(*args: Any) -> Any:
+        people = read(*args)
+        parts.append(len(people))
+        return people
+
+    monkeypatch.setattr(q, "customers_page", recorded)
+    return parts
+
+
+def test_a_greeting_to_every_customer_is_written_a_page_of_customers_at_a_time(
+    make_site: MakeSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = _greeting_site(make_site, 250)
+    commits = 0
+
+    def counted(_conn: Any) -> None:
+        nonlocal commits
+        commits += 1
+
+    event.listen(h.store.engine, "commit", counted)
+    try:
+        # November: one page holds every customer.
+        report = h.tick("2026-11-03 09:00")
+        whole_page = commits
+        assert report.count("fired") == h.count(tasks) == 250
+        # December, pages of 40: each part of the greeting is a transaction of its own.
+        h.tick("2026-12-03 08:59")  # November's greetings fall overdue first, by then
+        h.engine.page_size = 40
+        parts = _part_sizes(monkeypatch)
+        commits = 0
+        report = h.tick("2026-12-03 09:00")
+    finally:
+        event.remove(h.store.engine, "commit", counted)
+    assert parts == [40] * 6 + [10]
+    assert commits - whole_page == 6  # seven transactions where there was one
+    assert report.count("fired") == 250
+    assert h.count(fires) == h.count(tasks) == 500
+    assert h.tick("2026-12-03 09:30").count() == 0  # and never again
+
+
+def test_a_greeting_cut_off_between_parts_is_finished_once_by_the_next_tick(
+    make_site: MakeSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = _greeting_site(make_site, 250)
+    h.engine.page_size = 40
+    write = h.engine.writer.write
+    calls = 0
+
+    def failing_third(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise OSError("the machine lost power")  # as a crash mid-page would
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(h.engine.writer, "write", failing_third)
+    with pytest.raises(OSError, match="lost power"):
+        h.tick("2026-11-03 09:00")
+    assert h.count(fires) == h.count(tasks) == 80  # the two parts committed before it
+    report = h.tick("2026-11-03 09:05")  # the rule's watermark stayed before the greeting
+    assert report.count("fired") == 170
+    assert h.count(fires) == h.count(tasks) == 250
+    greeted = [t.customer_id for t in h.tasks("greeting")]
+    assert sorted(greeted) == [f"C{i:04d}" for i in range(250)]  # each once
+
+
+def test_a_plan_of_a_greeting_in_parts_writes_nothing(make_site: MakeSite) -> None:
+    h = _greeting_site(make_site, 250)
+    h.engine.page_size = 40
+    with Unit(h.store, dry_run=True) as unit:
+        report = h.engine.tick(unit, h.local("2026-11-03 09:00"))
+    assert report.count("fired") == 250
+    assert h.count(fires) == h.count(tasks) == 0
+
+
+def test_an_alert_for_every_customer_and_a_late_one_are_written_in_parts_once(
+    make_site: MakeSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules = (
+        "rules: [{id: alert, when: {event: weather.alert, for_each: customer},"
+        " do: [{task: {role: cr_specialist, title: '提醒 {{ customer.name }}'}}]}]"
+    )
+    h = make_site(rules)
+    h.tick("2026-11-01 08:00")
+    with h.store.write() as conn:
+        people = [{"id": f"C{i:04d}", "name": f"客户{i}"} for i in range(90)]
+        upsert_customers(conn, people, datetime(2026, 11, 1, tzinfo=UTC))
+    h.engine.page_size = 40
+    parts = _part_sizes(monkeypatch)
+    h.event("weather.alert", "2026-11-03 08:00", event_id="storm")
+    assert h.tick("2026-11-03 08:01").count("fired") == 90  # due now: phase 2
+    h.event("weather.alert", "2026-11-03 07:00", event_id="fog")  # arrives after the tick
+    assert h.tick("2026-11-03 08:02").count("fired") == 90  # a late arrival: phase 1
+    assert parts == [40, 40, 10, 40, 40, 10]
+    assert h.count(tasks) == 180
+    assert h.tick("2026-11-03 09:00").count() == 0
