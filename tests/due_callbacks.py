@@ -1,11 +1,15 @@
-"""A site with many sales callbacks falling due at once: the catch-ups of the paging and
-report tests."""
+"""A site with many sales callbacks falling due at once, and a spy on the engine's reads:
+for the paging and report tests."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
+import pytest
+
+from crmd import queries as q
 from crmd.intake import NewEvent, record_events, upsert_customers
 from crmd.testing import Harness
 
@@ -30,3 +34,20 @@ def delivered_site(make_site: MakeSite, n: int) -> Harness:
         new = [NewEvent("sale.delivered", delivered, f"C{i}", id=f"d{i}") for i in range(n)]
         record_events(conn, new, h.site.event_types, now)
     return h
+
+
+def record_reads(
+    monkeypatch: pytest.MonkeyPatch, name: str, note: Callable[[tuple[Any, ...], Any], Any]
+) -> list[Any]:
+    """Wrap crmd.queries.`name`: each call appends note(arguments, result) to the list
+    returned here, in call order."""
+    noted: list[Any] = []
+    read = getattr(q, name)
+
+    def recorded(*args: Any) -> Any:
+        result = read(*args)
+        noted.append(note(args, result))
+        return result
+
+    monkeypatch.setattr(q, name, recorded)
+    return noted

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from due_callbacks import MakeSite, delivered_site
+from due_callbacks import MakeSite, delivered_site, record_reads
 from sqlalchemy import event
 
 from crmd import queries as q
@@ -82,15 +82,7 @@ def test_a_slow_page_never_shrinks_the_next_below_the_least_size_nor_other_rules
 
 def _page_limits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The `limit` of every page of due events the engine reads, in order."""
-    limits: list[int] = []
-    read = q.events_between
-
-    def recorded(*args: Any) -> Any:
-        limits.append(args[-1])
-        return read(*args)
-
-    monkeypatch.setattr(q, "events_between", recorded)
-    return limits
+    return record_reads(monkeypatch, "events_between", lambda args, _rows: args[-1])
 
 
 @pytest.mark.parametrize(
@@ -154,16 +146,7 @@ def _greeting_site(make_site: MakeSite, n: int) -> Harness:
 
 def _part_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many customers each part of a fan-out read."""
-    parts: list[int] = []
-    read = q.customers_page
-
-    def recorded(*args: Any) -> Any:
-        people = read(*args)
-        parts.append(len(people))
-        return people
-
-    monkeypatch.setattr(q, "customers_page", recorded)
-    return parts
+    return record_reads(monkeypatch, "customers_page", lambda _args, people: len(people))
 
 
 def test_a_greeting_to_every_customer_is_written_a_page_of_customers_at_a_time(

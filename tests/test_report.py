@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import gc
-from typing import Any
 
 import pytest
-from due_callbacks import CALLBACK, MakeSite, delivered_site
+from due_callbacks import CALLBACK, MakeSite, delivered_site, record_reads
 from sqlalchemy import func, select
 
-from crmd import queries as q
 from crmd.report import SAMPLE_SIZE, FireRecord
 from crmd.store import Unit
 from crmd.tables import events, tasks
@@ -60,15 +58,7 @@ def test_tasks_falling_overdue_are_marked_a_page_at_a_time_and_counted(
     h = delivered_site(make_site, n)
     h.tick("2026-11-05 09:00")  # the callbacks, due a day later
     h.engine.page_size = 400
-    pages: list[int] = []
-    read_page = q.tasks_falling_overdue
-
-    def counted(*args: Any) -> Any:
-        rows = read_page(*args)
-        pages.append(len(rows))
-        return rows
-
-    monkeypatch.setattr(q, "tasks_falling_overdue", counted)
+    pages = record_reads(monkeypatch, "tasks_falling_overdue", lambda _args, rows: len(rows))
     report = h.tick("2026-11-06 09:00")
     assert report.overdue_count == n
     assert len(report.overdue) == SAMPLE_SIZE
