@@ -219,7 +219,12 @@ class Engine:
             with self._page(unit, report, rule.id) as txn:
                 txn.rows = len(page)
                 produced += self._apply(txn, rule, page, now, report)
-                q.save_rule_state(txn.conn, rule.id, page[-1].fire_at, seq_upto, now)
+                # Done up to just before this page's last fire time: the next page may hold
+                # more fires at that very time (many customers due the same day), and a stop
+                # or crash between the pages must not leave them behind. The ledger drops
+                # the ones this page made if that time is evaluated again.
+                done_upto = page[-1].fire_at - TICK
+                q.save_rule_state(txn.conn, rule.id, done_upto, seq_upto, now)
         with unit.batch() as conn:
             q.save_rule_state(conn, rule.id, max(watermark, now), seq_upto, now)
         return produced

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -12,7 +12,7 @@ from sqlalchemy import event
 from crmd import queries as q
 from crmd.intake import upsert_customers
 from crmd.paging import FIRST_PAGE, GROWTH, LEAST_PAGE, PAGE_SECONDS, PageSizer
-from crmd.store import Unit
+from crmd.store import Stopped, Unit
 from crmd.tables import fires, tasks
 from crmd.testing import Harness
 
@@ -236,3 +236,46 @@ def test_an_alert_for_every_customer_and_a_late_one_are_written_in_parts_once(
     assert parts == [40, 40, 10, 40, 40, 10]
     assert h.count(tasks) == 180
     assert h.tick("2026-11-03 09:00").count() == 0
+
+
+def test_fires_sharing_a_time_across_pages_survive_a_stop_between_the_pages(
+    make_site: MakeSite,
+) -> None:
+    """Thirty customers with the same date fire at the same instant, ten per page; the
+    daemon is stopped after the first page. The next tick fires the other twenty."""
+    rules = (
+        "rules:\n"
+        "  - {id: visit, when: {date: customer.next_visit, at: '10:00'},"
+        " do: [{task: {role: cr_specialist, title: '回访 {{ customer.name }}'}}]}\n"
+        "  - {id: plan-visit, when: {event: service.completed},"
+        " do: [{set: {field: customer.next_visit, after: 7 days}}]}\n"
+    )
+    h = make_site(rules)
+    h.tick("2026-11-01 08:00")
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    with h.store.write() as conn:
+        upsert_customers(conn, [{"id": f"C{i:02d}", "name": f"客户{i}"} for i in range(30)], now)
+        for i in range(30):
+            q.set_date(
+                conn,
+                "customer",
+                f"C{i:02d}",
+                "next_visit",
+                date(2026, 11, 10),
+                f"C{i:02d}",
+                now,
+                "test",
+            )
+    h.engine.page_size = 10
+    batches = 0
+
+    def stop_after_the_first_page() -> bool:
+        nonlocal batches
+        batches += 1
+        return bool(h.count(tasks))  # asked before each transaction: stop once one committed
+
+    with pytest.raises(Stopped), Unit(h.store, should_stop=stop_after_the_first_page) as unit:
+        h.engine.tick(unit, h.local("2026-11-10 10:00"))
+    assert h.count(tasks) == 10
+    assert h.tick("2026-11-10 10:01").count("fired") == 20
+    assert sorted(t.customer_id for t in h.tasks("visit")) == [f"C{i:02d}" for i in range(30)]
