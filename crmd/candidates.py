@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -113,7 +113,12 @@ def date_pages(
     now: datetime,
     page_rows: Callable[[], int],
 ) -> Iterator[list[Candidate]]:
-    """Fires relative to stored dates whose time lies in (watermark, now]."""
+    """Fires relative to stored dates whose time lies in (watermark, now], in time order.
+
+    The dates are read a page at a time, by value: a fire's day moves with its date (an
+    offset, even in working days, keeps their order), so pages by value are pages by fire
+    time, and a year's plan of a large store holds one page of dates, not all of them.
+    """
     tz, cal = site.timezone, site.calendar
     offset = trigger.before or trigger.after
     low, high = offset.bounds() if offset is not None else (timedelta(0), timedelta(0))
@@ -123,31 +128,33 @@ def date_pages(
         span = (first + low - one, last + high + one)
     else:  # value = fire day - offset
         span = (first - high - one, last - low + one)
-    with unit.batch() as conn:
-        rows = q.dates_between(conn, trigger.scope, trigger.name, *span)
-    found = []
-    for row in rows:
-        day = row.value
-        if offset is not None:
-            day = offset.move_date(day, cal, backwards=trigger.before is not None)
-        fire_at = datetime.combine(day, trigger.at, tz).astimezone(UTC)
-        if watermark < fire_at <= now:
-            found.append(
-                Candidate(
-                    rule,
-                    f"{rule.id}|{trigger.scope}:{row.subject_id}|{row.value.isoformat()}",
-                    fire_at,
-                    f"customer:{row.customer_id}" if row.customer_id else "site",
-                    customer_id=row.customer_id,
-                    vehicle_id=row.subject_id if trigger.scope == "vehicle" else None,
+    cursor: tuple[date, str] | None = None
+    while True:
+        size = page_rows()
+        with unit.batch() as conn:
+            rows = q.dates_between(conn, trigger.scope, trigger.name, *span, cursor, size)
+        page = []
+        for row in rows:
+            day = row.value
+            if offset is not None:
+                day = offset.move_date(day, cal, backwards=trigger.before is not None)
+            fire_at = datetime.combine(day, trigger.at, tz).astimezone(UTC)
+            if watermark < fire_at <= now:
+                page.append(
+                    Candidate(
+                        rule,
+                        f"{rule.id}|{trigger.scope}:{row.subject_id}|{row.value.isoformat()}",
+                        fire_at,
+                        f"customer:{row.customer_id}" if row.customer_id else "site",
+                        customer_id=row.customer_id,
+                        vehicle_id=row.subject_id if trigger.scope == "vehicle" else None,
+                    )
                 )
-            )
-    found.sort(key=lambda c: (c.fire_at, c.key))
-    start = 0
-    while start < len(found):
-        end = start + page_rows()
-        yield found[start:end]
-        start = end
+        if page:
+            yield page
+        if len(rows) < size:
+            return
+        cursor = (rows[-1].value, rows[-1].subject_id)
 
 
 def fan_out(candidates: Sequence[Candidate], people: Sequence[Row[Any]]) -> list[Candidate]:

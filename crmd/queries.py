@@ -70,7 +70,7 @@ def _members(
 
 
 def _past_cursor(
-    at: ColumnElement[datetime], tiebreak: ColumnElement[int], cursor: tuple[datetime, int]
+    at: ColumnElement[Any], tiebreak: ColumnElement[Any], cursor: tuple[Any, Any]
 ) -> ColumnElement[bool]:
     """Rows after `cursor` in (at, tiebreak) order, the next page of a keyset scan.
 
@@ -415,20 +415,27 @@ def tasks_by_id(conn: Connection, ids: Iterable[int]) -> dict[int, Row[Any]]:
 # ---------------------------------------------------------------- dates set by rules
 
 
-def dates_between(conn: Connection, scope: str, name: str, low: date, high: date) -> list[Row[Any]]:
-    """Stored dates of one field with low <= value <= high, by value (uses the field index)."""
-    return list(
-        conn.execute(
-            select(dates)
-            .where(
-                dates.c.field == name,
-                dates.c.scope == scope,
-                dates.c.value >= low,
-                dates.c.value <= high,
-            )
-            .order_by(dates.c.value, dates.c.subject_id)
-        )
+def dates_between(
+    conn: Connection,
+    scope: str,
+    name: str,
+    low: date,
+    high: date,
+    cursor: tuple[date, str] | None = None,
+    limit: int = PAGE,
+) -> list[Row[Any]]:
+    """One page of stored dates of one field with low <= value <= high, by (value, subject)
+    (uses the field index); `cursor` is the (value, subject_id) of the previous page's last."""
+    cond = and_(
+        dates.c.field == name,
+        dates.c.scope == scope,
+        dates.c.value >= low,
+        dates.c.value <= high,
     )
+    if cursor is not None:
+        cond = and_(cond, _past_cursor(dates.c.value, dates.c.subject_id, cursor))
+    query = select(dates).where(cond).order_by(dates.c.value, dates.c.subject_id).limit(limit)
+    return list(conn.execute(query))
 
 
 def set_date(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -238,34 +238,52 @@ def test_an_alert_for_every_customer_and_a_late_one_are_written_in_parts_once(
     assert h.tick("2026-11-03 09:00").count() == 0
 
 
+VISITS = (
+    "rules:\n"
+    "  - {id: visit, when: {date: customer.next_visit, at: '10:00'},"
+    " do: [{task: {role: cr_specialist, title: '回访 {{ customer.name }}'}}]}\n"
+    "  - {id: plan-visit, when: {event: service.completed},"
+    " do: [{set: {field: customer.next_visit, after: 7 days}}]}\n"
+)
+
+
+def _visits_site(make_site: MakeSite, visits: list[date]) -> Harness:
+    """A site whose customer C{i:02d} is due for a visit on visits[i], at 10:00."""
+    h = make_site(VISITS)
+    h.tick("2026-11-01 08:00")
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    with h.store.write() as conn:
+        people = [{"id": f"C{i:02d}", "name": f"客户{i}"} for i in range(len(visits))]
+        upsert_customers(conn, people, now)
+        for i, day in enumerate(visits):
+            q.set_date(conn, "customer", f"C{i:02d}", "next_visit", day, f"C{i:02d}", now, "t")
+    return h
+
+
+def test_stored_dates_are_read_a_page_at_a_time_and_fire_in_time_order(
+    make_site: MakeSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Three customers a day from 12 November back to 3 November, stored in that order.
+    h = _visits_site(make_site, [date(2026, 11, 12) - timedelta(days=i // 3) for i in range(30)])
+    h.engine.page_size = 10
+    reads = record_reads(monkeypatch, "dates_between", lambda args, rows: (args[-1], len(rows)))
+    report = h.tick("2026-11-12 10:00")
+    # The first round reads the window a page at a time; a second (after the rule's task
+    # events) looks at the last days again, and finds nothing new to fire.
+    assert reads[:4] == [(10, 10), (10, 10), (10, 10), (10, 0)]
+    assert all(limit == 10 and n <= 10 for limit, n in reads)
+    assert report.count("fired") == 30
+    made = [(t.available_at, t.customer_id) for t in h.tasks("visit")]
+    assert [at for at, _ in made] == sorted(at for at, _ in made)  # by time, across pages
+    assert {c for _, c in made} == {f"C{i:02d}" for i in range(30)}
+
+
 def test_fires_sharing_a_time_across_pages_survive_a_stop_between_the_pages(
     make_site: MakeSite,
 ) -> None:
     """Thirty customers with the same date fire at the same instant, ten per page; the
     daemon is stopped after the first page. The next tick fires the other twenty."""
-    rules = (
-        "rules:\n"
-        "  - {id: visit, when: {date: customer.next_visit, at: '10:00'},"
-        " do: [{task: {role: cr_specialist, title: '回访 {{ customer.name }}'}}]}\n"
-        "  - {id: plan-visit, when: {event: service.completed},"
-        " do: [{set: {field: customer.next_visit, after: 7 days}}]}\n"
-    )
-    h = make_site(rules)
-    h.tick("2026-11-01 08:00")
-    now = datetime(2026, 11, 1, tzinfo=UTC)
-    with h.store.write() as conn:
-        upsert_customers(conn, [{"id": f"C{i:02d}", "name": f"客户{i}"} for i in range(30)], now)
-        for i in range(30):
-            q.set_date(
-                conn,
-                "customer",
-                f"C{i:02d}",
-                "next_visit",
-                date(2026, 11, 10),
-                f"C{i:02d}",
-                now,
-                "test",
-            )
+    h = _visits_site(make_site, [date(2026, 11, 10)] * 30)
     h.engine.page_size = 10
     batches = 0
 
