@@ -79,28 +79,34 @@ def annual_pages(
     tz: ZoneInfo,
     watermark: datetime,
     now: datetime,
+    page_rows: Callable[[], int],
 ) -> Iterator[list[Candidate]]:
-    """The customers whose day (a birthday) falls in (watermark, now], a day per page."""
+    """The customers whose day (a birthday) falls in (watermark, now], day by day, each
+    day's customers in pages of `page_rows()` by id."""
     day = watermark.astimezone(tz).date()
     last = now.astimezone(tz).date()
     while day <= last:
         fire_local = datetime.combine(day, trigger.at, tz)
         fire_at = fire_local.astimezone(UTC)
-        if watermark < fire_at <= now:
+        after = ""
+        while watermark < fire_at <= now:
+            size = page_rows()
             with unit.batch() as conn:
-                people = q.customers_with_birthday(conn, month_days_on(day, trigger))
-            page = [
-                Candidate(
-                    rule,
-                    f"{rule.id}|customer:{c.id}|{day.year}",
-                    fire_at,
-                    f"customer:{c.id}",
-                    customer_id=c.id,
-                )
-                for c in people
-            ]
-            if page:
-                yield page
+                people = q.customers_with_birthday(conn, month_days_on(day, trigger), after, size)
+            if people:
+                yield [
+                    Candidate(
+                        rule,
+                        f"{rule.id}|customer:{c.id}|{day.year}",
+                        fire_at,
+                        f"customer:{c.id}",
+                        customer_id=c.id,
+                    )
+                    for c in people
+                ]
+            if len(people) < size:
+                break
+            after = people[-1].id
         day += timedelta(days=1)
 
 

@@ -213,7 +213,7 @@ class Engine:
         elif isinstance(trigger, DateTrigger):
             pages = date_pages(unit, rule, trigger, self.site, watermark, now, rows)
         else:
-            pages = annual_pages(unit, rule, trigger, self.site.timezone, watermark, now)
+            pages = annual_pages(unit, rule, trigger, self.site.timezone, watermark, now, rows)
         produced = 0
         for page in pages:
             with self._page(unit, report, rule.id) as txn:

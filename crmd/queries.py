@@ -275,12 +275,17 @@ def _records_by_id(
     return out
 
 
-def customers_with_birthday(conn: Connection, month_days: Sequence[int]) -> list[Row[Any]]:
+def customers_with_birthday(
+    conn: Connection, month_days: Sequence[int], after: str = "", limit: int = PAGE
+) -> list[Row[Any]]:
+    """One page, by id, of the customers whose birthday (month * 100 + day) is one of these;
+    `after` is the last id of the previous page."""
     return list(
         conn.execute(
             select(customers)
-            .where(customers.c.birthday_md.in_(month_days))
+            .where(customers.c.birthday_md.in_(month_days), customers.c.id > after)
             .order_by(customers.c.id)
+            .limit(limit)
         )
     )
 

@@ -297,3 +297,35 @@ def test_fires_sharing_a_time_across_pages_survive_a_stop_between_the_pages(
     assert h.count(tasks) == 10
     assert h.tick("2026-11-10 10:01").count("fired") == 20
     assert sorted(t.customer_id for t in h.tasks("visit")) == [f"C{i:02d}" for i in range(30)]
+
+
+def test_a_days_birthdays_come_a_page_at_a_time_and_survive_a_stop_between_pages(
+    make_site: MakeSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = make_site(
+        "rules: [{id: birthday, when: {annually: customer.birthday, at: '09:00'},"
+        " do: [{task: {role: member_specialist, title: '生日 {{ customer.name }}'}}]}]"
+    )
+    h.tick("2026-11-01 08:00")
+    people = [
+        {"id": f"C{i:02d}", "name": f"客户{i}", "birthday": date(1970 + i, 11, 5)}
+        for i in range(25)
+    ]
+    with h.store.write() as conn:
+        upsert_customers(conn, people, datetime(2026, 11, 1, tzinfo=UTC))
+    h.engine.page_size = 10
+    reads = record_reads(
+        monkeypatch, "customers_with_birthday", lambda args, rows: (args[-1], len(rows))
+    )
+
+    def stop_once_a_page_committed() -> bool:
+        return bool(h.count(tasks))
+
+    with pytest.raises(Stopped), Unit(h.store, should_stop=stop_once_a_page_committed) as unit:
+        h.engine.tick(unit, h.local("2026-11-05 09:00"))
+    # 1 to 4 November: nobody; the 5th: a page of ten, committed, then the stop.
+    assert [n for _, n in reads] == [0, 0, 0, 0, 10]
+    assert h.count(tasks) == 10
+    assert h.tick("2026-11-05 09:01").count("fired") == 15
+    assert sorted(t.customer_id for t in h.tasks("birthday")) == [p["id"] for p in people]
+    assert all(limit == 10 and n <= 10 for limit, n in reads)
