@@ -432,7 +432,7 @@ class Engine:
         larger than a page calls `page.commit()` between its parts: each part is a
         transaction of its own, sized and reported the same way.
         """
-        with collector_paused(), ExitStack() as stack:
+        with ExitStack() as stack:
             started = 0.0
 
             def begin() -> Page:
@@ -440,10 +440,11 @@ class Engine:
                 self._staged = []
                 size = self._page_rows(key)
                 started = self.pages.clock()
+                stack.enter_context(collector_paused())
                 return Page(stack.enter_context(unit.batch()), size)
 
             def end(txn: Page) -> None:
-                stack.close()  # the transaction commits
+                stack.close()  # the transaction commits, the garbage collector resumes
                 took = self.pages.clock() - started
                 self.pages.observe(key, txn.size, txn.rows, took, self.page_size)
                 self._report_staged(report)
