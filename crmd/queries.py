@@ -38,11 +38,11 @@ from crmd.tables import (
     vehicles,
 )
 
-# Rows are streamed from the events table in pages of this size, and a page's fires commit
-# together, so memory stays bounded whatever the size of the store. A larger page rewrites
-# the customer-led index pages fewer times in a catch-up (2,000 made commits take 2.4 times
-# as long at 100k fires); a smaller one holds SQLite's write lock for less (a page of
-# 10,000 callbacks held it 2 to 3 s on a slow shared machine) and redoes less after a crash.
+# The most rows a page reads (events, dates, customers), its fires committing together, so
+# memory stays bounded whatever the size of the store. A larger page rewrites the
+# customer-led index pages fewer times in a catch-up (2,000 made commits take 2.4 times as
+# long at 100k fires); a smaller one holds SQLite's write lock for less and redoes less
+# after a crash: the engine sizes each rule's pages below this by time (crmd.paging).
 PAGE = 10_000
 
 

@@ -176,7 +176,8 @@ class LinesByTime:
         self._pending: list[tuple[str, str]] = []
 
     def add(self, at: datetime, text: str) -> None:
-        self._pending.append((at.astimezone(UTC).isoformat(), text))
+        # Fixed-width UTC text (microseconds always written): sorted as text, sorted in time.
+        self._pending.append((at.astimezone(UTC).isoformat(timespec="microseconds"), text))
         if len(self._pending) >= 1000:
             self._flush()
 
