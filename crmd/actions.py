@@ -13,7 +13,9 @@ from typing import Any
 
 from jinja2 import TemplateError
 from sqlalchemy import Connection, Row
+from sqlalchemy.exc import SQLAlchemyError
 
+from crmd import ledger
 from crmd import queries as q
 from crmd.candidates import Candidate
 from crmd.conditions import all_hold
@@ -26,6 +28,8 @@ from crmd.rendering import render_actions
 from crmd.report import FireRecord
 from crmd.rule import Rule
 from crmd.site import Site
+from crmd.store import StoreError
+from crmd.takeover import hours, take_over
 
 logger = logging.getLogger(__name__)
 
@@ -64,88 +68,175 @@ class ActionWriter:
         now: datetime,
         late_as_of: datetime,
         late_after: timedelta,
+        *,
+        taken_over_upto: datetime | None = None,
+        retrying: Mapping[str, int] | None = None,
     ) -> tuple[list[FireRecord], int]:
+        """Record these fires in the ledger and run their actions; returns the records and
+        how many events they produced.
+
+        `taken_over_upto`: fires at or before it fell due before the rule came into force
+        (crmd's first evaluation of a site, or history keyed in later): only what is still
+        actionable is done (crmd.takeover). `retrying` maps the keys of failed fires being
+        tried again (crmd.ledger) to their ledger ids: those rows are updated, not inserted.
+        """
+        retrying = retrying or {}
         ctxs = self.builder.build(
             conn, [(c.customer_id, c.vehicle_id, c.event) for c in candidates], self.needs(rule)
         )
-        kept = [
-            (c, ctx)
-            for c, ctx in zip(candidates, ctxs, strict=True)
-            if c.conditions_checked or self.conditions_hold(rule, ctx)
-        ]
-        if not kept:
+        cancelled = self._cancelled_by_unless(conn, rule, candidates)
+        pairs: list[tuple[Candidate, FireRecord]] = []
+        for c, ctx in zip(candidates, ctxs, strict=True):
+            try:
+                record = self._decide(
+                    conn, rule, c, ctx, cancelled.get(c.key), late_as_of, late_after
+                )
+                if record is not None and taken_over_upto and c.fire_at <= taken_over_upto:
+                    written = max(late_as_of, c.fire_at)
+                    if not take_over(rule, record, written, self.site.timezone):
+                        continue
+            except (SQLAlchemyError, StoreError, OSError):
+                raise  # the store's or the machine's trouble: the page rolls back
+            except Exception as exc:
+                # One fire's trouble (a template raising on its data) is that fire's alone:
+                # it is kept as failed, and the tick goes on.
+                record = self._failed(rule, c, late_as_of, late_after, _error_reason(exc))
+                logger.exception(
+                    "rule %s failed for %s",
+                    rule.id,
+                    c.subject,
+                    extra={"rule": rule.id, "subject": c.subject},
+                )
+            if record is None:
+                if c.key in retrying:
+                    record = self._failed(rule, c, late_as_of, late_after, "")
+                    record.status, record.reason = "skipped", "the rule's conditions no longer hold"
+                else:
+                    continue
+            pairs.append((c, record))
+        if not pairs:
             return [], 0
-        cancelled = self._cancelled_by_unless(conn, rule, [c for c, _ in kept])
-        records: list[FireRecord] = []
-        for c, ctx in kept:
-            ctx["fire"] = {"at": c.fire_at.astimezone(self.site.timezone), "rule": rule.id}
-            status, reason = (
-                ("cancelled", cancelled[c.key]) if c.key in cancelled else ("fired", "")
-            )
-            lateness = max(late_as_of, c.fire_at) - c.fire_at
-            if status == "fired" and rule.late and lateness > rule.late.skip_after:
-                # Too late to be of use (a birthday SMS days after the birthday): recorded,
-                # never sent, and never tried again.
-                status = "skipped"
-                reason = f"{_hours(lateness)} late; the rule skips after " + _hours(
-                    rule.late.skip_after
-                )
-            actions: list[dict[str, Any]] = []
-            if status == "fired":
-                try:
-                    actions = render_actions(rule, c.fire_at, ctx, self.site)
-                except (TemplateError, TypeError, ValueError, AttributeError) as exc:
-                    # A template that fails for one subject (say, data it expected is missing)
-                    # is recorded as a failed fire, visible in the ledger, and blocks nobody.
-                    status, reason = "failed", f"template error: {exc}"
-                    logger.error(
-                        "rule %s failed for %s: %s",
-                        rule.id,
-                        c.subject,
-                        exc,
-                        extra={"rule": rule.id, "subject": c.subject},
-                    )
-            records.append(
-                FireRecord(
-                    rule_id=rule.id,
-                    key=c.key,
-                    subject=c.subject,
-                    fire_at=c.fire_at,
-                    status=status,
-                    late=lateness > late_after,
-                    customer_id=c.customer_id,
-                    vehicle_id=c.vehicle_id,
-                    actions=actions,
-                    reason=reason,
-                )
-            )
-        self._resolve_dates(conn, records)
-        fire_ids = q.insert_fires(
-            conn,
-            [
-                {
-                    "key": r.key,
-                    "rule_id": r.rule_id,
-                    "subject": r.subject,
-                    "customer_id": r.customer_id,
-                    "vehicle_id": r.vehicle_id,
-                    "event_seq": c.event.seq if c.event is not None else None,
-                    "fire_at": r.fire_at,
-                    "recorded_at": now,
-                    "status": r.status,
-                    "late": r.late,
-                    # Times in the actions are stored as ISO text in UTC (bulkwrite.json_text).
-                    "detail": {"actions": r.actions, "reason": r.reason},
-                }
-                for r, (c, _) in zip(records, kept, strict=True)
-            ],
-        )
-        produced = self._create_tasks(conn, records, fire_ids, now)
-        self._queue_messages(conn, records, fire_ids, now)
-        produced += self._close_tasks(conn, records, fire_ids, now)
+        fire_ids = self._ledger_rows(conn, pairs, retrying, now)
+        kept = [(r, fire_id) for (_, r), fire_id in zip(pairs, fire_ids, strict=True) if fire_id]
+        records = [r for r, _ in kept]
+        ids = [fire_id for _, fire_id in kept]
+        produced = self._create_tasks(conn, records, ids, now)
+        self._queue_messages(conn, records, ids, now)
+        produced += self._close_tasks(conn, records, ids, now)
         self._store_dates(conn, records, now)
-        produced += self._emit_events(conn, records, fire_ids, now)
+        produced += self._emit_events(conn, records, ids, now)
         return records, produced
+
+    def _decide(
+        self,
+        conn: Connection,
+        rule: Rule,
+        c: Candidate,
+        ctx: Context,
+        cancelled_by: str | None,
+        late_as_of: datetime,
+        late_after: timedelta,
+    ) -> FireRecord | None:
+        """What one fire does, or None when the rule's conditions do not hold for it."""
+        if not (c.conditions_checked or self.conditions_hold(rule, ctx)):
+            return None
+        ctx["fire"] = {"at": c.fire_at.astimezone(self.site.timezone), "rule": rule.id}
+        lateness = max(late_as_of, c.fire_at) - c.fire_at
+        record = FireRecord(
+            rule_id=rule.id,
+            key=c.key,
+            subject=c.subject,
+            fire_at=c.fire_at,
+            status="fired",
+            late=lateness > late_after,
+            customer_id=c.customer_id,
+            vehicle_id=c.vehicle_id,
+        )
+        if cancelled_by is not None:
+            record.status, record.reason = "cancelled", cancelled_by
+            return record
+        if rule.late and lateness > rule.late.skip_after:
+            # Too late to be of use (a birthday SMS days after the birthday): recorded,
+            # never sent, and never tried again.
+            record.status = "skipped"
+            record.reason = f"{hours(lateness)} late; the rule skips after " + hours(
+                rule.late.skip_after
+            )
+            return record
+        if c.customer_id and ctx.get("customer") is None:
+            record.status = "failed"
+            record.reason = (
+                f"customer {c.customer_id} is not in the store; import it (crmd import FILE "
+                f"--kind customers) and the next tick makes this fire"
+            )
+            return record
+        record.actions = render_actions(rule, c.fire_at, ctx, self.site)
+        problem = _undeliverable(record.actions)
+        if problem:
+            record.status, record.reason, record.actions = "failed", problem, []
+            return record
+        self._resolve_dates(conn, record)
+        record.warnings = _warnings(record, lateness)
+        return record
+
+    @staticmethod
+    def _failed(
+        rule: Rule, c: Candidate, late_as_of: datetime, late_after: timedelta, reason: str
+    ) -> FireRecord:
+        return FireRecord(
+            rule_id=rule.id,
+            key=c.key,
+            subject=c.subject,
+            fire_at=c.fire_at,
+            status="failed",
+            late=max(late_as_of, c.fire_at) - c.fire_at > late_after,
+            customer_id=c.customer_id,
+            vehicle_id=c.vehicle_id,
+            reason=reason,
+        )
+
+    @staticmethod
+    def _ledger_rows(
+        conn: Connection,
+        pairs: Sequence[tuple[Candidate, FireRecord]],
+        retrying: Mapping[str, int],
+        now: datetime,
+    ) -> list[int]:
+        """Insert the ledger rows of new fires, update those of failed ones tried again.
+
+        Returns each fire's ledger id, or 0 for a retried fire another daemon has just
+        done (its row is no longer failed): that fire does nothing here.
+        """
+
+        def row(c: Candidate, r: FireRecord) -> dict[str, Any]:
+            detail: dict[str, Any] = {"actions": r.actions, "reason": r.reason}
+            if r.warnings:
+                detail["warnings"] = r.warnings
+            return {
+                "key": r.key,
+                "rule_id": r.rule_id,
+                "subject": r.subject,
+                "customer_id": r.customer_id,
+                "vehicle_id": r.vehicle_id,
+                "event_seq": c.event.seq if c.event is not None else None,
+                "fire_at": r.fire_at,
+                "recorded_at": now,
+                "status": r.status,
+                "late": r.late,
+                # Times in the actions are stored as ISO text in UTC (bulkwrite.json_text).
+                "detail": detail,
+            }
+
+        fresh = [row(c, r) for c, r in pairs if r.key not in retrying]
+        new_ids = iter(q.insert_fires(conn, fresh))
+        ids = []
+        for c, r in pairs:
+            if r.key in retrying:
+                fire_id = retrying[r.key]
+                ids.append(fire_id if ledger.update_failed(conn, fire_id, row(c, r)) else 0)
+            else:
+                ids.append(next(new_ids))
+        return ids
 
     def _cancelled_by_unless(
         self, conn: Connection, rule: Rule, candidates: Sequence[Candidate]
@@ -199,8 +290,10 @@ class ActionWriter:
                 "overdue": False,
                 "attempts": 0,
                 "created_at": now,
+                "warning": "; ".join(record.warnings) or None,
             }
             for record, fire_id, a in _actions_of(records, fire_ids, "task")
+            if not a.get("skipped")
         ]
         if not rows:
             return 0
@@ -259,21 +352,21 @@ class ActionWriter:
                 extra={"rule": row["rule_id"], "subject": row["customer_id"]},
             )
 
-    def _resolve_dates(self, conn: Connection, records: Sequence[FireRecord]) -> None:
-        """Work out the dates `set` actions store, projecting mileage where asked (P12)."""
+    def _resolve_dates(self, conn: Connection, record: FireRecord) -> None:
+        """Work out the dates a fire's `set` actions store, projecting mileage where asked
+        (P12)."""
         tz, cal = self.site.timezone, self.site.calendar
-        for record in records:
-            for a in record.actions:
-                if a["action"] != "set":
-                    continue
-                day = record.fire_at.astimezone(tz).date()
-                value = parse_offset(a["after"]).move_date(day, cal)
-                if a["km"] and record.vehicle_id:
-                    readings = q.mileage_readings(conn, record.vehicle_id, q.max_event_seq(conn))
-                    by_km = km_reached_on(day, a["km"], readings)
-                    if by_km is not None and by_km < value:
-                        value = by_km
-                a["date"] = value.isoformat()
+        for a in record.actions:
+            if a["action"] != "set":
+                continue
+            day = record.fire_at.astimezone(tz).date()
+            value = parse_offset(a["after"]).move_date(day, cal)
+            if a["km"] and record.vehicle_id:
+                readings = q.mileage_readings(conn, record.vehicle_id, q.max_event_seq(conn))
+                by_km = km_reached_on(day, a["km"], readings)
+                if by_km is not None and by_km < value:
+                    value = by_km
+            a["date"] = value.isoformat()
 
     def _store_dates(self, conn: Connection, records: Sequence[FireRecord], now: datetime) -> None:
         for record in records:
@@ -384,11 +477,41 @@ def _actions_of(
                 yield record, fire_id, a
 
 
-def _hours(span: timedelta) -> str:
-    """A lateness in words: '3 days 2 hours', '45 minutes'."""
-    minutes = int(span.total_seconds() // 60)
-    days, rest = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(rest, 60)
-    parts = [(days, "day"), (hours, "hour"), (minutes, "minute")]
-    words = [f"{n} {unit}{'s' if n != 1 else ''}" for n, unit in parts if n]
-    return " ".join(words[:2]) or "0 minutes"
+def _undeliverable(actions: Sequence[dict[str, Any]]) -> str:
+    """Why a fire cannot be done at all, or "": a message to a customer it cannot reach, or
+    one that would show a placeholder for missing data."""
+    for a in actions:
+        if a["action"] not in ("sms", "email") or not a.get("to_customer"):
+            continue
+        what = "SMS" if a["action"] == "sms" else "e-mail"
+        if a.get("skipped") in ("no phone number", "no e-mail address"):
+            return (
+                f"the customer has {a['skipped']} for the {what}; add it (crmd import FILE "
+                f"--kind customers) and the next tick sends it"
+            )
+        if a.get("missing") and not a.get("skipped"):
+            return (
+                f"the {what} would show placeholders for missing {', '.join(a['missing'])}; "
+                f"fill in the data (the next tick retries) or give the template a default "
+                f"(`{{{{ customer.name | default('客户') }}}}`)"
+            )
+    return ""
+
+
+def _warnings(record: FireRecord, lateness: timedelta) -> list[str]:
+    """What the person doing a fire's task should know: missing data, and lateness."""
+    warnings = []
+    missing = [m for a in record.actions if a["action"] == "task" for m in a.get("missing", ())]
+    if missing:
+        warnings.append(f"missing data: {', '.join(dict.fromkeys(missing))}")
+    if record.late:
+        warnings.append(f"made {hours(lateness)} after its time")
+    return warnings
+
+
+def _error_reason(exc: Exception) -> str:
+    """A failed fire's reason for an error raised while working it out."""
+    kind = "template error" if isinstance(exc, TemplateError) else type(exc).__name__
+    return (
+        f"{kind}: {exc}; fix the rule (crmd check, crmd reload) or the data, then crmd fires retry"
+    )

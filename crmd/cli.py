@@ -251,11 +251,17 @@ def _scalar(text: str) -> Any:
 
 
 def _print_counts(report: TickReport) -> None:
-    fired = report.count("fired")
+    fired, failed = report.count("fired"), report.count("failed")
     click.echo(
-        f"{fired} fired, {report.count() - fired} cancelled or skipped, "
-        f"{report.overdue_count} task(s) fell overdue"
+        f"{fired} fired, {report.count('skipped')} skipped, {report.count('cancelled')} "
+        f"cancelled, {failed} failed, {report.overdue_count} task(s) fell overdue"
     )
+    if report.failed_pending:
+        click.echo(
+            f"{report.failed_pending} failed fire(s) pending: `crmd fires --failed` says why "
+            f"and what to fix",
+            err=True,
+        )
     for error in report.errors:
         click.echo(f"error: {error}", err=True)
 
@@ -486,7 +492,8 @@ def _reload_shared(app: App, rules: int) -> None:
 def status(app: App, as_json: bool) -> None:
     """Whether the daemon runs, its last tick and lag, and the open, overdue and held work.
 
-    Exits 0 when a daemon is running, 3 when none is (like `systemctl status`).
+    Exits 0 when a daemon is running and all is well, 3 when none is (like `systemctl
+    status`), 4 while failed fires wait to be fixed (`crmd fires --failed`).
     """
     health = site_health(app.site, app.store, app.now)
     info = health.as_json()
@@ -517,8 +524,15 @@ def status(app: App, as_json: bool) -> None:
             f"messages: {counts['queued_messages']} queued, {counts['held_messages']} held, "
             f"{counts['dead_messages']} dead"
         )
+        if counts["failed_fires"]:
+            click.echo(
+                f"failed fires: {counts['failed_fires']} (customers owed work that could not "
+                f"be done: `crmd fires --failed`)"
+            )
     if pid is None:
         sys.exit(3)
+    if counts["failed_fires"]:
+        sys.exit(4)
 
 
 @main.command()
@@ -623,3 +637,9 @@ def outbox_send(app: App) -> None:
     finally:
         sender.close()
     click.echo(str(report))
+
+
+# Command groups of their own modules (they import this one's App and pass_app).
+from crmd.cli_fires import fires  # noqa: E402
+
+main.add_command(fires)

@@ -95,6 +95,8 @@ class Daemon:
         self.dry_run = dry_run
         self.interval = interval
         self.notifier = notifier or Notifier()
+        # Failed fires waiting to be fixed, as of the last tick (crmd.ledger).
+        self.failed_pending = 0
         self.configure = configure
         self._stop = threading.Event()
         self._reload = threading.Event()
@@ -193,12 +195,23 @@ class Daemon:
             report = self.engine.tick(unit, now, window_start=start)
         for error in report.errors:
             logger.error("%s", error)
+        if report.failed_pending != self.failed_pending:
+            # Said once when it changes, and kept in systemd's status line meanwhile.
+            self.failed_pending = report.failed_pending
+            if report.failed_pending:
+                logger.warning(
+                    "%d failed fire(s) pending: customers owed work that could not be done; "
+                    "`crmd fires --failed` says why and what to fix",
+                    report.failed_pending,
+                )
+            self.notifier.status(self._status_text())
         fired, late, skipped = report.count("fired"), report.late_fired, report.count("skipped")
+        failed = report.count("failed")
         if not (report.count() or report.overdue_count or report.errors) and not self.dry_run:
             return ""
         return (
             f"tick at {now.isoformat()}: {fired} fired ({late} late), {skipped} skipped as too "
-            f"late, {report.overdue_count} overdue"
+            f"late, {failed} failed, {report.overdue_count} overdue"
             + (" (dry run, nothing written)" if self.dry_run else "")
         )
 
@@ -294,7 +307,8 @@ class Daemon:
         return True
 
     def _status_text(self) -> str:
-        return f"{len(self.engine.rules)} rules, store {self.store.where}"
+        failed = f", {self.failed_pending} failed fires" if self.failed_pending else ""
+        return f"{len(self.engine.rules)} rules, store {self.store.where}{failed}"
 
     # ------------------------------------------------------------ the loop
 

@@ -34,7 +34,9 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, Row
+from sqlalchemy.exc import SQLAlchemyError
 
+from crmd import ledger
 from crmd import queries as q
 from crmd.actions import ActionWriter
 from crmd.candidates import (
@@ -55,6 +57,7 @@ from crmd.schedules import once_a_day
 from crmd.sharing import START_KEY, RuleLocks, lock_for_transaction
 from crmd.site import Site
 from crmd.store import StoreError, Unit
+from crmd.takeover import reach
 from crmd.triggers import event_fire_time, event_span
 
 logger = logging.getLogger(__name__)
@@ -68,6 +71,8 @@ EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 TICK = timedelta(microseconds=1)
 # The page sizer's key for marking tasks overdue (rule ids are its other keys).
 OVERDUE_PAGES = "(overdue)"
+# ... and for trying failed fires again.
+RETRY_PAGES = "(retry)"
 # Events share times (a day's deliveries, an import's dates) and an event's fire time is a
 # pure function of its trigger, time, zone and calendar: each is worked out once. Event
 # times come from the store in UTC, where equal times are the same instant.
@@ -87,6 +92,8 @@ class Engine:
         self.page_size = q.PAGE
         self.pages = PageSizer()
         self._locks: RuleLocks | None = None
+        # Whether this rule set has tried every failed fire once (its first tick does).
+        self.retried_all = False
         # Fires of the page in flight, reported when its transaction commits.
         self._staged: list[FireRecord] = []
 
@@ -117,6 +124,11 @@ class Engine:
         for round_no in range(1, MAX_ROUNDS + 1):
             report.rounds = round_no
             produced = 0
+            if round_no == 1:
+                # A new rule set tries every failed fire once; later ticks those whose
+                # customer or vehicle has changed since (crmd.ledger).
+                produced += self.retry_failed(unit, now, report, every=not self.retried_all)
+                self.retried_all = True
             for rule in self.rules:
                 if rule.id in failed:
                     continue
@@ -125,18 +137,91 @@ class Engine:
                         # Not mine: another daemon on this store is evaluating it now.
                         if mine:
                             produced += self._evaluate(unit, rule, now, report)
-                except StoreError:
-                    raise  # the store's trouble, not the rule's: the whole tick stops
-                except CrmdError as exc:
+                except (StoreError, SQLAlchemyError, OSError):
+                    raise  # the store's or the machine's trouble: the whole tick stops
+                except Exception as exc:
                     # One rule's trouble (say, an unpublished calendar year) must not stop
                     # the others; its watermark stays put, so it retries next tick.
                     failed.add(rule.id)
                     report.errors.append(f"rule {rule.id}: {exc}")
-                    logger.error("rule %s failed: %s", rule.id, exc, extra={"rule": rule.id})
+                    logger.error(
+                        "rule %s failed: %s",
+                        rule.id,
+                        exc,
+                        exc_info=not isinstance(exc, CrmdError),
+                        extra={"rule": rule.id},
+                    )
             produced += self._mark_overdue(unit, now, report)
             if not produced:
                 break
+        with unit.batch() as conn:
+            report.failed_pending = ledger.count_failed(conn)
         return report
+
+    def retry_failed(
+        self,
+        unit: Unit,
+        now: datetime,
+        report: TickReport,
+        *,
+        every: bool = False,
+        ids: Sequence[int] = (),
+    ) -> int:
+        """Try again failed fires: those whose customer or vehicle changed since their last
+        try, or `every` one, or those of `ids`. Returns the events they produced.
+
+        A retried fire updates its own ledger row (crmd.ledger), so it still happens once.
+        A fire whose rule is gone or disabled stays failed, for `crmd fires dismiss`.
+        """
+        by_id = {r.id: r for r in self.rules}
+        produced = 0
+        after = 0
+        while True:
+            with self._page(unit, report, RETRY_PAGES) as txn:
+                rows = ledger.failed_to_retry(
+                    txn.conn, after_id=after, limit=txn.size, every=every, ids=ids
+                )
+                txn.rows = len(rows)
+                if not rows:
+                    return produced
+                after = rows[-1].id
+                anchors = ledger.events_by_seq(txn.conn, (r.event_seq for r in rows if r.event_seq))
+                states = q.load_rule_states(txn.conn)
+                retrying: dict[str, int] = {}
+                by_rule: dict[str, list[Candidate]] = {}
+                for row in rows:
+                    rule = by_id.get(row.rule_id)
+                    if rule is None or row.rule_id not in states:
+                        continue
+                    candidate = Candidate(
+                        rule,
+                        row.key,
+                        row.fire_at,
+                        row.subject,
+                        customer_id=row.customer_id,
+                        vehicle_id=row.vehicle_id,
+                        event=anchors.get(row.event_seq),
+                    )
+                    # A count's conditions held over the whole history when it was found.
+                    candidate.conditions_checked = getattr(rule.trigger, "count", None) is not None
+                    by_rule.setdefault(rule.id, []).append(candidate)
+                    retrying[row.key] = row.id
+                for rule_id, candidates in by_rule.items():
+                    records, made = self.writer.write(
+                        txn.conn,
+                        by_id[rule_id],
+                        candidates,
+                        now,
+                        report.late_as_of or now,
+                        LATE_AFTER,
+                        taken_over_upto=states[rule_id].since,
+                        retrying=retrying,
+                    )
+                    report.retried += len(records)
+                    self._staged.extend(records)
+                    produced += made
+            if len(rows) < txn.size:
+                return produced
 
     def _claim(self, unit: Unit, rule: Rule) -> AbstractContextManager[bool]:
         """This process's turn at a rule (always, on SQLite or in a dry run)."""
@@ -166,18 +251,35 @@ class Engine:
         with unit.batch() as conn:
             lock_for_transaction(conn, START_KEY)  # daemons starting together take turns
             states = q.load_rule_states(conn)
+            # Day one: no rule of this store has ever been evaluated (crmd.takeover).
+            day_one = not states and since is None
             max_seq = q.max_event_seq(conn)
             for rule in self.rules:
                 if rule.id in states:
                     continue
                 start = self._first_since(rule, now) if since is None else since
-                q.create_rule_state(conn, rule.id, start, max_seq, now, _fingerprint(rule))
+                watermark = start
+                if day_one and rule.backfill is None:
+                    span = reach(rule)
+                    watermark = EPOCH if span is None else max(EPOCH, now - span)
+                q.create_rule_state(
+                    conn, rule.id, start, max_seq, now, _fingerprint(rule), watermark
+                )
                 started.append(rule.id)
-                logger.info("new rule %s starts at %s", rule.id, start, extra={"rule": rule.id})
+                logger.info(
+                    "new rule %s starts at %s%s",
+                    rule.id,
+                    start.isoformat(),
+                    f", taking over what is still due since {watermark.isoformat()}"
+                    if watermark < start
+                    else "",
+                    extra={"rule": rule.id},
+                )
         return started
 
     def _first_since(self, rule: Rule, now: datetime) -> datetime:
-        """Where a rule seen for the first time starts: now, unless it asks for a backfill."""
+        """When a rule seen for the first time comes into force: now, unless it asks for a
+        backfill (then its fires in the backfill's span are due as any other)."""
         if rule.backfill is None:
             return now
         if rule.backfill.span is not None:
@@ -218,7 +320,7 @@ class Engine:
         for page in pages:
             with self._page(unit, report, rule.id) as txn:
                 txn.rows = len(page)
-                produced += self._apply(txn, rule, page, now, report)
+                produced += self._apply(txn, rule, page, now, report, since)
                 # Done up to just before this page's last fire time: the next page may hold
                 # more fires at that very time (many customers due the same day), and a stop
                 # or crash between the pages must not leave them behind. The ledger drops
@@ -246,6 +348,8 @@ class Engine:
         produced = 0
         # Phase 1: events recorded since the last look (late arrivals, counting).
         late_upto = None if trigger.count is not None else watermark - low
+        span = reach(rule)
+        history_from = EPOCH if span is None else since - span
         cursor = seq_from
         while cursor < seq_upto:
             with self._page(unit, report, rule.id) as txn:
@@ -259,12 +363,15 @@ class Engine:
                 if trigger.count is not None:
                     page = self._count_candidates(txn.conn, rule, trigger, rows, since)
                 else:
+                    # An event recorded after its rule came into force always gets its fire,
+                    # however late it was keyed in; one that fell due before (history keyed
+                    # in later) gets what is still of use of it (crmd.takeover).
                     page = []
                     for row in rows:
                         fire_at = _event_fire_time(trigger, row.at, tz, cal)
-                        if since < fire_at <= watermark:
+                        if history_from < fire_at <= watermark:
                             page.append(event_candidate(rule, row, fire_at))
-                produced += self._apply(txn, rule, page, now, report)
+                produced += self._apply(txn, rule, page, now, report, since)
                 q.save_rule_state(txn.conn, rule.id, watermark, cursor, now)
         if trigger.count is not None:
             with unit.batch() as conn:
@@ -290,7 +397,7 @@ class Engine:
                     fire_at = _event_fire_time(trigger, row.at, tz, cal)
                     if watermark < fire_at <= now:
                         page.append(event_candidate(rule, row, fire_at))
-                produced += self._apply(txn, rule, page, now, report)
+                produced += self._apply(txn, rule, page, now, report, since)
                 if done:
                     q.save_rule_state(txn.conn, rule.id, max(watermark, now), seq_upto, now)
                 else:
@@ -370,8 +477,12 @@ class Engine:
         candidates: list[Candidate],
         now: datetime,
         report: TickReport,
+        since: datetime | None = None,
     ) -> int:
         """Record the new fires of one page and run their actions, in the page's transaction.
+
+        Fires at or before `since`, when the rule came into force, are taken over: only what
+        is still of use of them is done (crmd.takeover).
 
         A rule that fires for each customer writes a part of the customers at a time, each
         part but the last committed on its own (`txn.commit()`), so a greeting to every
@@ -383,7 +494,7 @@ class Engine:
         if not candidates:
             return 0
         if getattr(rule.trigger, "for_each", None) != "customer":
-            return self._write_new(txn.conn, rule, candidates, now, report)
+            return self._write_new(txn.conn, rule, candidates, now, report, since)
         produced = 0
         last = ""
         while True:
@@ -391,7 +502,7 @@ class Engine:
             people = q.customers_page(txn.conn, last, per_part)
             part = fan_out(candidates, people)
             txn.rows = len(part)
-            produced += self._write_new(txn.conn, rule, part, now, report)
+            produced += self._write_new(txn.conn, rule, part, now, report, since)
             if len(people) < per_part:
                 return produced
             last = people[-1].id
@@ -404,6 +515,7 @@ class Engine:
         candidates: list[Candidate],
         now: datetime,
         report: TickReport,
+        since: datetime | None = None,
     ) -> int:
         """Write the fires of these candidates the ledger does not hold yet."""
         done = q.existing_fire_keys(conn, (c.key for c in candidates))
@@ -414,7 +526,13 @@ class Engine:
         if not fresh:
             return 0
         records, produced = self.writer.write(
-            conn, rule, list(fresh.values()), now, report.late_as_of or now, LATE_AFTER
+            conn,
+            rule,
+            list(fresh.values()),
+            now,
+            report.late_as_of or now,
+            LATE_AFTER,
+            taken_over_upto=since,
         )
         self._staged.extend(records)
         return produced

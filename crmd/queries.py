@@ -25,6 +25,7 @@ from sqlalchemy import (
 )
 
 from crmd.bulkwrite import allocate_ids, fast_ids, insert_many
+from crmd.ledger import count_failed
 from crmd.sharing import EVENTS_KEY, lock_for_transaction
 from crmd.tables import (
     customers,
@@ -104,12 +105,15 @@ def create_rule_state(
     event_seq: int,
     now: datetime,
     trigger: str = "",
+    watermark: datetime | None = None,
 ) -> None:
+    """A new rule's state: in force from `since`, done up to `watermark` (`since` unless
+    it takes over what is still due from before: crmd.takeover)."""
     conn.execute(
         insert(rule_state).values(
             rule_id=rule_id,
             since=since,
-            watermark=since,
+            watermark=since if watermark is None else watermark,
             event_seq=event_seq,
             updated_at=now,
             trigger=trigger,
@@ -542,4 +546,5 @@ def work_counts(conn: Connection, now: datetime) -> dict[str, int]:
         counts[f"{status}_messages"] = 0
     for status, n in conn.execute(select(outbox.c.status, func.count()).group_by(outbox.c.status)):
         counts[f"{status}_messages"] = n
+    counts["failed_fires"] = count_failed(conn)
     return counts

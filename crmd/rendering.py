@@ -12,11 +12,12 @@ from functools import lru_cache
 from typing import Any
 
 from crmd.contexts import Context, lookup
+from crmd.placeholders import for_rendering, noting_missing
 from crmd.rule import (
+    Action,
     CancelAction,
     CompleteAction,
     EmailAction,
-    EmitAction,
     Rule,
     SetDateAction,
     SmsAction,
@@ -32,59 +33,63 @@ _due_time = lru_cache(maxsize=1024)(due_time)
 
 
 def render_actions(rule: Rule, fire_at: datetime, ctx: Context, site: Site) -> list[dict[str, Any]]:
-    """One record per action; raises a template error if a template cannot render."""
-    tz, cal = site.timezone, site.calendar
-    customer = ctx.get("customer") or {}
+    """One record per action; raises if a template cannot render at all.
+
+    A value the store does not have renders as a placeholder (crmd.placeholders); an
+    action that rendered one lists the names in `missing`.
+    """
+    shown = for_rendering(ctx)
     planned: list[dict[str, Any]] = []
     for action in rule.actions:
-        if isinstance(action, TaskAction):
-            role = action.role
-            if not isinstance(role, str):
-                role = role.pick(lookup(ctx, role.field))
-            planned.append(
-                {
-                    "action": "task",
-                    "role": role,
-                    "title": action.title.render(ctx),
-                    "note": action.note.render(ctx) if action.note else "",
-                    "available_at": fire_at,
-                    "due_at": _due_time(action.due, fire_at.astimezone(UTC), tz, cal),
-                }
-            )
-        elif isinstance(action, SmsAction):
-            text = action.text.render(ctx)
-            planned.append(message("sms", customer, customer.get("phone"), "", text))
-        elif isinstance(action, EmailAction):
-            to = list(action.to) or [str(customer.get("email") or "")]
-            planned.append(
-                message(
-                    "email",
-                    customer if not action.to else {},
-                    ", ".join(t for t in to if t),
-                    action.subject.render(ctx),
-                    action.body.render(ctx),
-                )
-            )
-        elif isinstance(action, CancelAction):
-            rules = list(action.rules)
-            if action.matching is not None:
-                wanted = lookup(ctx, action.matching)
-                rules = [r for r in rules if r == wanted]
-            kind = "complete" if isinstance(action, CompleteAction) else "cancel"
-            planned.append({"action": kind, "rules": rules})
-        elif isinstance(action, SetDateAction):
-            planned.append(
-                {
-                    "action": "set",
-                    "field": action.field,
-                    "after": str(action.after),
-                    "km": action.km,
-                }
-            )
-        elif isinstance(action, EmitAction):
-            data = {key: template.render(ctx) for key, template in action.data}
-            planned.append({"action": "emit", "event": action.event, "data": data})
+        with noting_missing() as missing:
+            record = _render_action(action, fire_at, ctx, shown, site)
+        if missing:
+            record["missing"] = missing
+        planned.append(record)
     return planned
+
+
+def _render_action(
+    action: Action, fire_at: datetime, ctx: Context, shown: Context, site: Site
+) -> dict[str, Any]:
+    """One action's record; `ctx` for conditions and roles, `shown` for templates."""
+    tz, cal = site.timezone, site.calendar
+    customer = ctx.get("customer") or {}
+    if isinstance(action, TaskAction):
+        role = action.role
+        if not isinstance(role, str):
+            role = role.pick(lookup(ctx, role.field))
+        return {
+            "action": "task",
+            "role": role,
+            "title": action.title.render(shown),
+            "note": action.note.render(shown) if action.note else "",
+            "available_at": fire_at,
+            "due_at": _due_time(action.due, fire_at.astimezone(UTC), tz, cal),
+        }
+    if isinstance(action, SmsAction):
+        text = action.text.render(shown)
+        return message("sms", customer, customer.get("phone"), "", text)
+    if isinstance(action, EmailAction):
+        to = list(action.to) or [str(customer.get("email") or "")]
+        return message(
+            "email",
+            customer if not action.to else {},
+            ", ".join(t for t in to if t),
+            action.subject.render(shown),
+            action.body.render(shown),
+        )
+    if isinstance(action, CancelAction):
+        rules = list(action.rules)
+        if action.matching is not None:
+            wanted = lookup(ctx, action.matching)
+            rules = [r for r in rules if r == wanted]
+        kind = "complete" if isinstance(action, CompleteAction) else "cancel"
+        return {"action": kind, "rules": rules}
+    if isinstance(action, SetDateAction):
+        return {"action": "set", "field": action.field, "after": str(action.after), "km": action.km}
+    data = {key: template.render(shown) for key, template in action.data}
+    return {"action": "emit", "event": action.event, "data": data}
 
 
 def message(

@@ -32,12 +32,14 @@ class FireRecord:
     vehicle_id: str | None
     actions: list[dict[str, Any]] = field(default_factory=list)
     reason: str = ""
+    # For the person doing its task: missing data, lateness (crmd/actions.py).
+    warnings: list[str] = field(default_factory=list)
 
 
 def does_in_short(a: dict[str, Any]) -> str:
     """An action reduced to whom it reaches: "task sales_callback", "sms", ..."""
     if a["action"] == "task":
-        return f"task {a['role']}"
+        return f"task {a['role']}" + (" (not made)" if a.get("skipped") else "")
     if a["action"] in ("sms", "email") and a.get("skipped"):
         return f"{a['action']} (not sent)"
     return str(a["action"])
@@ -89,6 +91,9 @@ class TickReport:
     overdue_count: int = 0
     errors: list[str] = field(default_factory=list)
     rounds: int = 0
+    # Failed fires tried again in this pass (any outcome), and those still failed after it.
+    retried: int = 0
+    failed_pending: int = 0
 
     def add(self, record: FireRecord) -> None:
         """Count a fire, keep it if the sample has room, and pass it on."""

@@ -93,10 +93,15 @@ vehicles = Table(
 )
 
 
-def _where_not_null(column: str) -> dict[str, Any]:
-    """A partial index's condition, for SQLite and PostgreSQL: rows where `column` is set."""
-    condition = text(f"{column} IS NOT NULL")
+def _where(condition_text: str) -> dict[str, Any]:
+    """A partial index's condition, for SQLite and PostgreSQL."""
+    condition = text(condition_text)
     return {"sqlite_where": condition, "postgresql_where": condition}
+
+
+def _where_not_null(column: str) -> dict[str, Any]:
+    """A partial index's condition: rows where `column` is set."""
+    return _where(f"{column} IS NOT NULL")
 
 
 # Every fact, in arrival order (seq). `id` is the caller's identifier, so re-importing the
@@ -152,11 +157,14 @@ fires = Table(
     Column("event_seq", BigInteger),
     Column("fire_at", UTCDateTime, nullable=False),
     Column("recorded_at", UTCDateTime, nullable=False),
-    # fired | cancelled | skipped (too late, see `late: skip_after`) | failed
+    # fired | cancelled | skipped (too late, see `late: skip_after`) | failed (could not be
+    # done: kept, shown and retried; crmd/ledger.py) | dismissed (a failed fire closed by hand)
     Column("status", String(16), nullable=False),
     Column("late", Boolean, nullable=False, default=False),
     Column("detail", JSON, nullable=False, default=dict),
     Index(None, "rule_id", "fire_at"),
+    # The failed fires only: every tick looks for them to retry, `crmd status` counts them.
+    Index(None, "status", **_where("status = 'failed'")),
 )
 
 tasks = Table(
@@ -180,6 +188,9 @@ tasks = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("closed_at", UTCDateTime),
     Column("closed_note", Text),
+    # What the person doing the task should know: data that was missing when it was made
+    # (shown as a placeholder in its title), or how late it was made.
+    Column("warning", Text),
     Index(None, "status", "overdue", "due_at"),
     Index(None, "status", "available_at"),
     Index(None, "rule_id", "customer_id", "status"),

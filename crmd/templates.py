@@ -10,23 +10,32 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from jinja2 import Environment, StrictUndefined, TemplateError, nodes
+from jinja2 import Environment, StrictUndefined, TemplateError, Undefined, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
+from crmd.placeholders import RecordFields
 from crmd.rule_schema import did_you_mean
 from crmd.site import Site
 
 
+def _strftime(value: date | datetime | Undefined | None, form: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Undefined):
+        return str(value)  # a missing date shows its placeholder (crmd.placeholders)
+    return value.strftime(form)
+
+
 def _date(value: date | datetime | None) -> str:
-    return "" if value is None else value.strftime("%Y-%m-%d")
+    return _strftime(value, "%Y-%m-%d")
 
 
 def _time(value: datetime | None) -> str:
-    return "" if value is None else value.strftime("%H:%M")
+    return _strftime(value, "%H:%M")
 
 
 def _datetime(value: datetime | None) -> str:
-    return "" if value is None else value.strftime("%Y-%m-%d %H:%M")
+    return _strftime(value, "%Y-%m-%d %H:%M")
 
 
 _ENV = SandboxedEnvironment(
@@ -102,7 +111,9 @@ class Template:
             if value is _MISSING:
                 value = _ENV.undefined(name=name)
             if attr is not None:
-                if type(value) is dict and attr in value and attr not in _DICT_ATTRIBUTES:
+                if type(value) is RecordFields and attr not in _DICT_ATTRIBUTES:
+                    value = value[attr]  # a missing field is a placeholder (crmd.placeholders)
+                elif type(value) is dict and attr in value and attr not in _DICT_ATTRIBUTES:
                     # A field of a record: what Jinja finds too, after its attribute lookup
                     # fails (an exception per field, the larger part of a render's cost).
                     value = value[attr]

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import Row
 
@@ -54,6 +55,7 @@ def task_json(task: Row[Any], now: datetime, site: Site) -> dict[str, Any]:
         "outcome": task.outcome,
         "score": task.score,
         "closed_at": _iso(task.closed_at, site),
+        "warning": task.warning,
     }
 
 
@@ -67,11 +69,14 @@ def tasks_table(rows: Sequence[Row[Any]], now: datetime, site: Site) -> None:
             status = "[bold red]OVERDUE[/]"
         elif t.attempts:
             status = f"{t.status} ({t.attempts} attempt{'s' if t.attempts > 1 else ''})"
+        title = escape(t.title)
+        if t.warning:
+            title += f"\n[yellow]⚠ {escape(t.warning)}[/]"
         table.add_row(
             str(t.id),
             _local(t.due_at, site),
             t.role,
-            t.title,
+            title,
             t.customer_id or "",
             t.rule_id,
             status,
@@ -90,6 +95,7 @@ def fire_json(f: FireRecord, site: Site) -> dict[str, Any]:
         "status": f.status,
         "late": f.late,
         "reason": f.reason,
+        "warnings": f.warnings,
         "actions": [
             {k: (_iso(v, site) if isinstance(v, datetime) else v) for k, v in a.items()}
             for a in f.actions
@@ -100,6 +106,8 @@ def fire_json(f: FireRecord, site: Site) -> dict[str, Any]:
 def describe_action(a: dict[str, Any], site: Site) -> str:
     kind = a["action"]
     if kind == "task":
+        if a.get("skipped"):
+            return f"task {a['role']} not made: {a['skipped']}"
         return f"task {a['role']}: {a['title']} (due {_local(a['due_at'], site)})"
     if kind in ("sms", "email"):
         text = a["text"] if kind == "sms" else a["subject"]
@@ -144,6 +152,8 @@ def plan_summary_table(
 def _fire_cells(f: FireRecord, site: Site) -> tuple[str, str, str, str, str]:
     status = f.status + (" (late)" if f.late else "")
     does = "; ".join(describe_action(a, site) for a in f.actions) or f.reason
+    if f.warnings:
+        does += " ⚠ " + "; ".join(f.warnings)
     return _local(f.fire_at, site), f.rule_id, f.subject, status, does
 
 
@@ -272,12 +282,13 @@ def sites_table(rows: Sequence[SiteSurvey]) -> None:
     for column in ("site", "name", "schema", "daemon", "last tick", "open", "overdue", "held"):
         table.add_column(column)
     table.add_column("dead")
+    table.add_column("failed fires")
     table.add_column("note")
     for row in rows:
         h = row.health
         if h is None:
             table.add_row(
-                row.directory, row.name, row.schema or "", row.state, *[""] * 5, row.error
+                row.directory, row.name, row.schema or "", row.state, *[""] * 6, row.error
             )
             continue
         daemons = f"{len(h.running)} running" if len(h.running) > 1 else row.state
@@ -292,6 +303,53 @@ def sites_table(rows: Sequence[SiteSurvey]) -> None:
             str(h.counts["overdue_tasks"]),
             str(h.counts["held_messages"]),
             str(h.counts["dead_messages"]),
+            str(h.counts["failed_fires"]),
             (h.beat.last_error if h.beat is not None else None) or "",
+        )
+    _console().print(table)
+
+
+def ledger_json(f: Row[Any], site: Site) -> dict[str, Any]:
+    """One row of the fires ledger for scripts (`crmd fires --json`)."""
+    detail = f.detail or {}
+    return {
+        "id": f.id,
+        "rule": f.rule_id,
+        "key": f.key,
+        "subject": f.subject,
+        "customer_id": f.customer_id,
+        "vehicle_id": f.vehicle_id,
+        "fire_at": _iso(f.fire_at, site),
+        "recorded_at": _iso(f.recorded_at, site),
+        "status": f.status,
+        "late": f.late,
+        "reason": detail.get("reason", ""),
+        "warnings": detail.get("warnings", []),
+        "dismissed": detail.get("dismissed"),
+    }
+
+
+def ledger_table(rows: Sequence[Row[Any]], site: Site) -> None:
+    """Rows of the fires ledger (`crmd fires`): what happened, or why it could not."""
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("id", "fire time", "rule", "customer", "status", "tried", "reason"):
+        table.add_column(column)
+    for f in rows:
+        detail = f.detail or {}
+        reason = detail.get("reason", "")
+        if detail.get("dismissed"):
+            d = detail["dismissed"]
+            reason = f"dismissed by {d['by']}: {d['reason']} (was: {reason})"
+        status = f.status + (" (late)" if f.late else "")
+        if f.status == "failed":
+            status = f"[bold red]{status}[/]"
+        table.add_row(
+            str(f.id),
+            _local(f.fire_at, site),
+            f.rule_id,
+            f.customer_id or f.subject,
+            status,
+            _local(f.recorded_at, site),
+            escape(reason),
         )
     _console().print(table)

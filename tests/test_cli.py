@@ -340,3 +340,79 @@ def test_lines_come_back_by_time_then_in_the_order_they_came() -> None:
         assert list(lines) == ["a", "d", "b", "c"]
     finally:
         lines.close()
+
+
+# A rule whose template raises on a score of 0 (ZeroDivisionError), beside a plain one.
+RAISING = """
+rules:
+  - id: score-ratio
+    when: {event: survey.scored}
+    do:
+      - task:
+          role: cr_manager
+          title: "{{ 100 // (event.score | int(1)) }}"
+"""
+
+
+def test_fires_lists_retries_and_dismisses_failed_fires(site: Path) -> None:
+    (site / "rules" / "extra.yaml").write_text(RAISING, encoding="utf-8")
+    with (site / "site.yaml").open("a", encoding="utf-8") as settings:
+        settings.write("event_types: [survey.scored]\n")
+    assert crmd(site, "--now", "2026-03-01T00:00", "tick").exit_code == 0
+    (site / "c.csv").write_text("id,name,phone\nC1,张三,13800138000\n", encoding="utf-8")
+    imported = crmd(
+        site, "--now", "2026-03-01T00:01", "import", str(site / "c.csv"), "--kind", "customers"
+    )
+    assert imported.exit_code == 0
+    for n, score in ((1, 0), (2, 0)):
+        recorded = crmd(
+            site,
+            "--now",
+            "2026-03-02T10:00",
+            "event",
+            "survey.scored",
+            "--customer",
+            "C1",
+            "--id",
+            f"S{n}",
+            "--data",
+            f"score={score}",
+        )
+        assert recorded.exit_code == 0, recorded.output
+    result = crmd(site, "--now", "2026-03-02T10:01", "tick")
+    assert "2 failed" in result.output
+    assert "2 failed fire(s) pending" in result.stderr
+    listed = crmd(site, "fires", "--failed", "--json")
+    assert listed.exit_code == 1
+    rows = json.loads(listed.stdout)
+    assert [(r["rule"], r["status"]) for r in rows] == [("score-ratio", "failed")] * 2
+    assert "ZeroDivisionError" in rows[0]["reason"]
+    table = crmd(site, "fires", "--failed")
+    assert "score-ratio" in table.stdout
+    assert "failed" in table.stdout
+    status = crmd(site, "--now", "2026-03-02T10:02", "status", "--json")
+    assert json.loads(status.stdout)["failed_fires"] == 2
+    assert status.exit_code != 0
+    # The manager fixes the rule; one fire is retried at once, the other dismissed.
+    (site / "rules" / "extra.yaml").write_text(
+        RAISING.replace("100 // (event.score | int(1))", "event.score"), encoding="utf-8"
+    )
+    first, second = sorted(r["id"] for r in rows)
+    retried = crmd(site, "--now", "2026-03-02T10:03", "fires", "retry", str(first))
+    assert retried.exit_code == 0, retried.output
+    assert "1 fire(s) tried again: 1 done, 0 failed" in retried.output
+    dismissed = crmd(site, "fires", "dismiss", str(second), "--reason", "测试数据")
+    assert dismissed.exit_code == 0, dismissed.output
+    assert crmd(site, "fires", "--failed").exit_code == 0
+    every = {r["id"]: r for r in json.loads(crmd(site, "fires", "--json").stdout)}
+    assert every[first]["status"] == "fired"
+    assert every[second]["status"] == "dismissed"
+    assert every[second]["dismissed"]["reason"] == "测试数据"
+    # A dismissed fire is never tried again, even by --all.
+    crmd(site, "--now", "2026-03-02T10:04", "fires", "retry", "--all")
+    assert json.loads(crmd(site, "fires", "--json").stdout)[0]["status"] in ("fired", "dismissed")
+    tasks = json.loads(crmd(site, "--now", "2026-03-02T10:05", "tasks", "--json").stdout)
+    assert [t["title"] for t in tasks if t["rule"] == "score-ratio"] == ["0"]
+    unknown = crmd(site, "--now", "2026-03-02T10:05", "fires", "retry", "999")
+    assert unknown.exit_code == 2
+    assert "no failed fire 999" in unknown.output

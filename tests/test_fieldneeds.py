@@ -87,8 +87,9 @@ def test_narrowed_and_whole_contexts_render_the_same_fields(make_site: MakeSite)
     assert ("plain", "C3") not in titles  # not a member: the condition read `member`
     assert titles[("filtered", "C1")] == "张三"
     assert titles[("attribute", "C1")] == "张三 {'level': '金卡'}"
-    # The event's column, time (in the site's zone), data field and a missing field (empty).
-    assert titles[("eventful", "C1")] == "E1 2026-11-02 15:00:00+08:00 轩逸 []"
+    # The event's column, time (in the site's zone), data field and a missing field (its
+    # placeholder, crmd.placeholders).
+    assert titles[("eventful", "C1")] == "E1 2026-11-02 15:00:00+08:00 轩逸 [[缺 event.missing]]"
     assert ("eventful", "C3") not in titles  # the condition read the event's data
     # The opted-out customer gets no message: the sms read `opt_out`.
     assert messages == [("C1", "张三，您好")]
