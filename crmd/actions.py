@@ -13,7 +13,6 @@ from typing import Any
 
 from jinja2 import TemplateError
 from sqlalchemy import Connection, Row
-from sqlalchemy.exc import SQLAlchemyError
 
 from crmd import ledger
 from crmd import queries as q
@@ -28,7 +27,7 @@ from crmd.rendering import render_actions
 from crmd.report import FireRecord
 from crmd.rule import Rule
 from crmd.site import Site
-from crmd.store import StoreError
+from crmd.store import NOT_THE_RULES
 from crmd.takeover import hours, take_over
 
 logger = logging.getLogger(__name__)
@@ -95,7 +94,7 @@ class ActionWriter:
                     written = max(late_as_of, c.fire_at)
                     if not take_over(rule, record, written, self.site.timezone):
                         continue
-            except (SQLAlchemyError, StoreError, OSError):
+            except NOT_THE_RULES:
                 raise  # the store's or the machine's trouble: the page rolls back
             except Exception as exc:
                 # One fire's trouble (a template raising on its data) is that fire's alone:
@@ -172,11 +171,20 @@ class ActionWriter:
             return record
         record.actions = render_actions(rule, c.fire_at, ctx, self.site)
         problem = _undeliverable(record.actions)
-        if problem:
-            record.status, record.reason, record.actions = "failed", problem, []
+        if problem and not any(a["action"] == "task" for a in record.actions):
+            # Nothing of it can be done: kept as failed, made once the data is there.
+            record.status, record.actions = "failed", []
+            record.reason = (
+                f"{problem}: fill in the data (crmd import FILE --kind customers) and the next "
+                f"tick makes this fire, or give the template a default "
+                f"(`{{{{ customer.name | default('客户') }}}}`)"
+            )
             return record
         self._resolve_dates(conn, record)
         record.warnings = _warnings(record, lateness)
+        if problem:
+            # The task is made all the same; the message is not sent, and the task says so.
+            record.warnings.append(f"not sent: {problem}")
         return record
 
     @staticmethod
@@ -478,24 +486,21 @@ def _actions_of(
 
 
 def _undeliverable(actions: Sequence[dict[str, Any]]) -> str:
-    """Why a fire cannot be done at all, or "": a message to a customer it cannot reach, or
-    one that would show a placeholder for missing data."""
+    """Why a fire's message to its customer cannot go out, or "": the customer has no
+    number or address, or it would show a placeholder for missing data. Such a message is
+    marked `skipped`, so it is never queued."""
+    problems = []
     for a in actions:
         if a["action"] not in ("sms", "email") or not a.get("to_customer"):
             continue
         what = "SMS" if a["action"] == "sms" else "e-mail"
         if a.get("skipped") in ("no phone number", "no e-mail address"):
-            return (
-                f"the customer has {a['skipped']} for the {what}; add it (crmd import FILE "
-                f"--kind customers) and the next tick sends it"
-            )
-        if a.get("missing") and not a.get("skipped"):
-            return (
-                f"the {what} would show placeholders for missing {', '.join(a['missing'])}; "
-                f"fill in the data (the next tick retries) or give the template a default "
-                f"(`{{{{ customer.name | default('客户') }}}}`)"
-            )
-    return ""
+            problems.append(f"the customer has {a['skipped']} for the {what}")
+        elif a.get("missing") and not a.get("skipped"):
+            names = ", ".join(a["missing"])
+            a["skipped"] = f"it would show placeholders for missing {names}"
+            problems.append(f"the {what} would show placeholders for missing {names}")
+    return "; ".join(problems)
 
 
 def _warnings(record: FireRecord, lateness: timedelta) -> list[str]:

@@ -34,7 +34,6 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, Row
-from sqlalchemy.exc import SQLAlchemyError
 
 from crmd import ledger
 from crmd import queries as q
@@ -56,7 +55,7 @@ from crmd.rule import DateTrigger, EventTrigger, Rule, RuleSet, ScheduleTrigger
 from crmd.schedules import once_a_day
 from crmd.sharing import START_KEY, RuleLocks, lock_for_transaction
 from crmd.site import Site
-from crmd.store import StoreError, Unit
+from crmd.store import NOT_THE_RULES, Unit
 from crmd.takeover import reach
 from crmd.triggers import event_fire_time, event_span
 
@@ -137,7 +136,7 @@ class Engine:
                         # Not mine: another daemon on this store is evaluating it now.
                         if mine:
                             produced += self._evaluate(unit, rule, now, report)
-                except (StoreError, SQLAlchemyError, OSError):
+                except NOT_THE_RULES:
                     raise  # the store's or the machine's trouble: the whole tick stops
                 except Exception as exc:
                     # One rule's trouble (say, an unpublished calendar year) must not stop

@@ -194,8 +194,14 @@ class SharedEngines:
 class Stopped(Exception):
     """Raised by a unit between two batches when the daemon was told to stop.
 
-    Not a CrmdError, so the engine's per-rule error handling lets it through.
+    One of NOT_THE_RULES: the engine's per-rule and per-fire error handling lets it through.
     """
+
+
+# Errors that are not one rule's or one fire's trouble: the store's, the machine's, or a stop.
+# The engine lets them through (the transaction in flight rolls back); anything else raised
+# while evaluating a rule or working out a fire fails that rule or fire alone.
+NOT_THE_RULES: tuple[type[BaseException], ...] = (StoreError, SQLAlchemyError, OSError, Stopped)
 
 
 class Store:

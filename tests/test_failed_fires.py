@@ -111,7 +111,7 @@ def test_an_sms_never_shows_a_placeholder_to_a_customer(make_site: MakeSite) -> 
     h.tick("2026-03-02 10:00")
     assert h.outbox() == []
     reason = h.fires("welcome")[0].detail["reason"]
-    assert "placeholders for missing customer.name" in reason
+    assert "the SMS would show placeholders for missing customer.name" in reason
 
 
 RAISING = """
@@ -149,3 +149,26 @@ def test_a_template_raising_on_one_event_fails_that_fire_alone(make_site: MakeSi
     assert "ZeroDivisionError" in failed.detail["reason"]
     # The same tick went on to mark the welcome tasks (due 11:00) overdue.
     assert report.overdue_count == 2
+
+
+def test_a_task_is_made_even_when_its_sms_cannot_go(make_site: MakeSite) -> None:
+    # A fire with a task and an SMS, for a customer without a number: the call is still
+    # owed, so the task is made and says the SMS was not sent.
+    h = make_site(
+        """
+rules:
+  - id: thanks
+    when: {event: sale.delivered}
+    do:
+      - task: {role: sales_callback, title: "回访 {{ customer.name }}"}
+      - sms: {text: "感谢 {{ customer.name }}"}
+"""
+    )
+    h.tick("2026-03-01 00:00")
+    h.customer("C1", name="张三")
+    h.event("sale.delivered", "2026-03-02 10:00", "C1", event_id="D1")
+    h.tick("2026-03-02 10:00")
+    task = h.only_task("thanks")
+    assert task.warning == "not sent: the customer has no phone number for the SMS"
+    assert h.outbox() == []
+    assert h.fires("thanks")[0].status == "fired"
