@@ -29,7 +29,7 @@ from crmd.logs import setup_logging
 from crmd.report import FireRecord, TickReport
 from crmd.rule import RuleSet
 from crmd.ruleset import load_rules
-from crmd.site import Site, load_site
+from crmd.site import SETTINGS_FILE, Site, load_site, open_site, site_root
 from crmd.store import Store, Unit
 from crmd.view import (
     FireJsonStream,
@@ -60,8 +60,15 @@ class App:
     @property
     def site(self) -> Site:
         if self._site is None:
-            self._site = load_site(self.site_dir)
+            self._site = open_site(self.site_dir)
         return self._site
+
+    def zone_site(self) -> Site | None:
+        """The site, if the directory is one: whose zone reads --now (`crmd sites DIR` and
+        `crmd run --sites DIR` need no site of their own)."""
+        if (site_root(self.site_dir) / SETTINGS_FILE).is_file():
+            return self.site
+        return None
 
     @property
     def now(self) -> datetime:
@@ -149,7 +156,7 @@ def main(
     clock: Clock = SystemClock()
     app = App(site_dir, clock)
     if now_text:
-        app.clock = FixedClock(parse_instant(now_text, app.site))
+        app.clock = FixedClock(parse_instant(now_text, app.zone_site()))
     ctx.obj = app
     ctx.call_on_close(app.close)
 

@@ -20,7 +20,7 @@ from crmd.engine import Engine
 from crmd.intake import NewEvent, record_events, upsert_customers, upsert_vehicles
 from crmd.report import TickReport
 from crmd.ruleset import load_rules
-from crmd.site import Site, load_site
+from crmd.site import SETTINGS_FILE, Site, load_site
 from crmd.store import Store, Unit
 from crmd.tables import events, fires, outbox, tasks
 
@@ -29,7 +29,8 @@ class Harness:
     """A site directory with a real store, rules from YAML, and time passed in.
 
     The store is the site's SQLite file unless `store_url` names another (PostgreSQL), in
-    the schema that the site's settings name (`store_schema`), if any.
+    the schema that the site's settings name (`store_schema`), if any. A directory without
+    site.yaml gets an empty one, so that `crmd --site` takes it as a site.
     """
 
     def __init__(self, root: Path, rules_yaml: str | None = None, store_url: str | None = None):
@@ -37,6 +38,9 @@ class Harness:
         if rules_yaml is not None:
             (root / "rules").mkdir(exist_ok=True)
             (root / "rules" / "test.yaml").write_text(rules_yaml, encoding="utf-8")
+        if not (root / SETTINGS_FILE).exists():
+            # A site is a directory with site.yaml (crmd.site.open_site): an empty one will do.
+            (root / SETTINGS_FILE).touch()
         self.root = root
         self.site: Site = load_site(root)
         self.store = Store.open(

@@ -340,3 +340,40 @@ def test_lines_come_back_by_time_then_in_the_order_they_came() -> None:
         assert list(lines) == ["a", "d", "b", "c"]
     finally:
         lines.close()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("tasks",), ("--now", "2026-11-23T10:00", "tick"), ("status",), ("outbox",), ("check",)],
+)
+def test_a_directory_without_site_yaml_is_no_site_and_nothing_is_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...]
+) -> None:
+    monkeypatch.delenv("CRMD_SITE", raising=False)
+    monkeypatch.delenv("CRMD_STORE_URL", raising=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(f"crmd: no crmd site in {empty}: it has no site.yaml.")
+    assert f"create {empty / 'site.yaml'}" in result.stderr
+    assert "--site DIR" in result.stderr
+    assert "Traceback" not in result.output
+    assert list(empty.iterdir()) == []  # no store/, no crmd.db
+    # The same through --site.
+    named = CliRunner().invoke(main, ["--site", str(empty), *args])
+    assert named.exit_code == 1
+    assert "no crmd site in" in named.stderr
+    assert list(empty.iterdir()) == []
+
+
+def test_commands_over_a_directory_of_sites_need_no_site_of_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CRMD_SITE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "group").mkdir()
+    result = CliRunner().invoke(main, ["--now", "2026-11-23T10:00", "sites", "group"])
+    assert result.exit_code == 3, result.output  # no sites there: not an error of --now
+    assert "no sites in group" in result.output
