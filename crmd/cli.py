@@ -8,7 +8,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 import click
 
+from crmd import known
 from crmd import outbox as ox
 from crmd import queries as q
 from crmd import tasks as task_ops
@@ -108,6 +109,13 @@ def parse_instant(text: str, site: Site | None = None) -> datetime:
         tz = site.timezone if site is not None else load_site(None).timezone
         value = value.replace(tzinfo=tz)
     return value.astimezone(UTC)
+
+
+def check_option(option: str, kind: str, value: object, names: Iterable[str]) -> None:
+    """A usage error (exit 2) for a name an option gives that is not among `names`."""
+    message = known.problem(kind, value, names)
+    if message is not None:
+        raise click.BadParameter(message, param_hint=option)
 
 
 def fail(message: str) -> NoReturn:
@@ -235,6 +243,10 @@ def event(
         fields[key] = _scalar(value)
     at = parse_instant(at_text, app.site) if at_text else app.now
     with app.store.write() as conn:
+        if customer_id:
+            known.check_customer(conn, customer_id)
+        if vehicle_id:
+            known.check_vehicle(conn, vehicle_id, customer_id)
         result = record_events(
             conn,
             [NewEvent(event_type, at, customer_id, vehicle_id, fields, event_id)],
@@ -324,9 +336,8 @@ def plan(
     if start is not None and end <= start:
         raise click.BadParameter("--to must be after --from")
     engine = app.engine()
-    unknown = sorted(set(only_rules) - {r.id for r in engine.rules})
-    if unknown:
-        raise click.BadParameter(f"no enabled rule {', '.join(unknown)}", param_hint="--rule")
+    for rule_id in only_rules:
+        check_option("--rule", "enabled rule", rule_id, (r.id for r in engine.rules))
     tz = app.site.timezone
     stream = _json_stream(end, app.site) if as_json else None
     if stream is None:
@@ -375,6 +386,8 @@ def plan(
 @pass_app
 def tasks_(app: App, role: str | None, everything: bool, as_json: bool) -> None:
     """Open tasks whose window has started, by due time; overdue ones marked."""
+    if role is not None:
+        check_option("--role", "role", role, app.site.roles)
     with app.store.read() as conn:
         rows = q.list_tasks(conn, app.now, role=role, everything=everything)
     if as_json:
@@ -399,6 +412,7 @@ def task() -> None:
 def attempt(app: App, task_id: int, outcome: str, score: int | None, note: str | None) -> None:
     """Record a call attempt; `reached` closes the task, other outcomes keep it open."""
     with app.store.write() as conn:
+        known.check_task(conn, task_id)
         row = task_ops.attempt(conn, task_id, outcome, app.now, score=score, note=note)
     click.echo(f"task {task_id}: attempt {row.attempts} ({outcome}); task is {row.status}")
 
@@ -410,6 +424,7 @@ def attempt(app: App, task_id: int, outcome: str, score: int | None, note: str |
 def done(app: App, task_id: int, note: str | None) -> None:
     """Mark a task done."""
     with app.store.write() as conn:
+        known.check_task(conn, task_id)
         task_ops.done(conn, task_id, app.now, note=note)
     click.echo(f"task {task_id}: done")
 
@@ -603,6 +618,7 @@ def outbox_retry(app: App, message_ids: tuple[int, ...]) -> None:
     """Send held, dead or cancelled messages again, at the next pass of the sender."""
     for message_id in message_ids:
         with app.store.write() as conn:
+            known.check_message(conn, message_id)
             ox.retry(conn, message_id, app.now)
         click.echo(f"message {message_id}: queued")
 
@@ -614,6 +630,7 @@ def outbox_cancel(app: App, message_ids: tuple[int, ...]) -> None:
     """Cancel messages that have not gone out."""
     for message_id in message_ids:
         with app.store.write() as conn:
+            known.check_message(conn, message_id)
             ox.cancel(conn, message_id, app.now)
         click.echo(f"message {message_id}: cancelled")
 

@@ -235,7 +235,7 @@ def test_plan_marks_only_a_catch_up_late_and_summarises_per_rule(site: Path) -> 
     assert "销售回访" not in detail
     unknown = crmd(site, "plan", "--from", "2026-11-02", "--to", "2026-11-03", "--rule", "nope")
     assert unknown.exit_code == 2
-    assert "no enabled rule nope" in unknown.output + unknown.stderr
+    assert "no enabled rule 'nope'" in unknown.output + unknown.stderr
 
 
 def test_tick_and_plan_describe_every_kind_of_action(site: Path) -> None:
