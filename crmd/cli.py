@@ -27,6 +27,7 @@ from crmd.events import ATTEMPT_OUTCOMES
 from crmd.health import live_daemons, site_directories, site_health, survey_site
 from crmd.intake import NewEvent, record_events
 from crmd.logs import setup_logging
+from crmd.nowguard import refuse_going_back
 from crmd.report import FireRecord, TickReport
 from crmd.rule import RuleSet
 from crmd.ruleset import load_rules
@@ -92,6 +93,13 @@ class App:
 
     def rules(self) -> RuleSet:
         return load_rules(self.site)
+
+    def writing(self, command: str) -> None:
+        """Refuse a writing command whose --now lies before the store's last tick
+        (crmd.nowguard); without --now the clock is the real one."""
+        if isinstance(self.clock, FixedClock):
+            with self.store.read() as conn:
+                refuse_going_back(conn, self.now, self.site.timezone, command)
 
     def engine(self) -> Engine:
         return Engine(self.site, self.rules())
@@ -211,6 +219,7 @@ def import_(app: App, file: Path, kind: str) -> None:
     """Import a CSV file of customers, vehicles or events (all rows, or none)."""
     from crmd.importer import import_csv
 
+    app.writing("crmd import")
     result = import_csv(app.store, app.site, file, kind, app.now)
     click.echo(
         f"{file}: {result.added} added, {result.changed} changed, {result.unchanged} unchanged"
@@ -242,6 +251,7 @@ def event(
             raise click.BadParameter(f"{item!r}: write --data key=value")
         fields[key] = _scalar(value)
     at = parse_instant(at_text, app.site) if at_text else app.now
+    app.writing("crmd event")
     with app.store.write() as conn:
         if customer_id:
             known.check_customer(conn, customer_id)
@@ -289,6 +299,7 @@ def _json_stream(now: datetime, site: Site) -> FireJsonStream:
 def tick(app: App, as_json: bool) -> None:
     """Run one evaluation pass at now (or --now). Running it twice changes nothing."""
     engine = app.engine()
+    app.writing("crmd tick")
     stream = _json_stream(app.now, app.site) if as_json else None
     with Unit(app.store) as unit:
         report = engine.tick(unit, app.now, on_fire=stream)
@@ -411,6 +422,7 @@ def task() -> None:
 @pass_app
 def attempt(app: App, task_id: int, outcome: str, score: int | None, note: str | None) -> None:
     """Record a call attempt; `reached` closes the task, other outcomes keep it open."""
+    app.writing("crmd task attempt")
     with app.store.write() as conn:
         known.check_task(conn, task_id)
         row = task_ops.attempt(conn, task_id, outcome, app.now, score=score, note=note)
@@ -423,6 +435,7 @@ def attempt(app: App, task_id: int, outcome: str, score: int | None, note: str |
 @pass_app
 def done(app: App, task_id: int, note: str | None) -> None:
     """Mark a task done."""
+    app.writing("crmd task done")
     with app.store.write() as conn:
         known.check_task(conn, task_id)
         task_ops.done(conn, task_id, app.now, note=note)
@@ -458,6 +471,8 @@ def run(
         )
         group.run(once=once)
         return
+    if not dry_run:
+        app.writing("crmd run")
     serve(app.site, app.clock, lambda: app.store, dry_run=dry_run, interval=interval, once=once)
 
 
