@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 import click
 
-from crmd import known
+from crmd import known, repeats
 from crmd import outbox as ox
 from crmd import queries as q
 from crmd import tasks as task_ops
@@ -233,6 +233,7 @@ def import_(app: App, file: Path, kind: str) -> None:
 @click.option("--at", "at_text", help="When it happened (ISO-8601). Default: now.")
 @click.option("--id", "event_id", default="", help="Your id for it; recording it again is a no-op.")
 @click.option("--data", "data", multiple=True, metavar="KEY=VALUE", help="Extra event data.")
+@click.option("--again", is_flag=True, help="Record it though the same was just recorded.")
 @pass_app
 def event(
     app: App,
@@ -242,6 +243,7 @@ def event(
     at_text: str | None,
     event_id: str,
     data: Sequence[str],
+    again: bool,
 ) -> None:
     """Record one event, e.g. `crmd event sale.delivered --customer C1 --vehicle V1`."""
     fields: dict[str, Any] = {}
@@ -257,6 +259,10 @@ def event(
             known.check_customer(conn, customer_id)
         if vehicle_id:
             known.check_vehicle(conn, vehicle_id, customer_id)
+        if not again and not (event_id and q.get_event(conn, event_id)):
+            previous = repeats.same_event(conn, event_type, at, customer_id, vehicle_id, fields)
+            if previous is not None:
+                raise repeats.refuse(f"this {event_type}", previous, app.site.timezone)
         result = record_events(
             conn,
             [NewEvent(event_type, at, customer_id, vehicle_id, fields, event_id)],
@@ -419,12 +425,20 @@ def task() -> None:
 @click.option("--outcome", required=True, type=click.Choice(ATTEMPT_OUTCOMES))
 @click.option("--score", type=click.IntRange(1, 10), help="Satisfaction score 1-10.")
 @click.option("--note", help="What the customer said.")
+@click.option("--again", is_flag=True, help="Record it though the same was just recorded.")
 @pass_app
-def attempt(app: App, task_id: int, outcome: str, score: int | None, note: str | None) -> None:
+def attempt(
+    app: App, task_id: int, outcome: str, score: int | None, note: str | None, again: bool
+) -> None:
     """Record a call attempt; `reached` closes the task, other outcomes keep it open."""
     app.writing("crmd task attempt")
     with app.store.write() as conn:
         known.check_task(conn, task_id)
+        previous = None if again else repeats.previous_attempt(conn, task_id, outcome, app.now)
+        if previous is not None:
+            raise repeats.refuse(
+                f"a {outcome} attempt on task {task_id}", previous, app.site.timezone
+            )
         row = task_ops.attempt(conn, task_id, outcome, app.now, score=score, note=note)
     click.echo(f"task {task_id}: attempt {row.attempts} ({outcome}); task is {row.status}")
 
