@@ -6,12 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from daemon_child import RULES
 from sqlalchemy import update
 from test_cli import crmd, seed, site, snapshot, tasks_json
 
 from crmd.site import load_site
 from crmd.store import Store
 from crmd.tables import daemon, rule_state
+from crmd.testing import Harness
 
 __all__ = ["site"]  # the fixture, shared with test_cli
 
@@ -109,3 +111,23 @@ def test_a_daemons_last_tick_counts_too(ticked: tuple[Path, str]) -> None:
     result = crmd(site, "--now", AT, "tick")
     assert result.exit_code == 1
     assert "is before 2026-11-05 00:00:01" in result.stderr
+
+
+def test_run_sites_leaves_out_a_site_whose_last_tick_is_after_now(tmp_path: Path) -> None:
+    group = tmp_path / "group"
+    ahead, fresh = Harness(group / "ahead", RULES), Harness(group / "fresh", RULES)
+    ahead.tick("2026-11-05 00:00")
+    for h in (ahead, fresh):
+        h.store.dispose()
+    result = crmd(group / "ahead", "--now", BEFORE, "run", "--sites", str(group), "--once")
+    assert result.exit_code == 0, result.output  # the fresh site ran
+    assert "site ahead left out: --now 2026-11-04T23:59:59 is before 2026-11-05 00:00:00" in (
+        result.stderr
+    )
+    assert "site fresh left out" not in result.stderr
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (group / "ahead").rename(alone / "ahead")
+    result = crmd(alone / "ahead", "--now", BEFORE, "run", "--sites", str(alone), "--once")
+    assert result.exit_code == 1
+    assert "could start (ahead: --now 2026-11-04T23:59:59 is before" in result.stderr
