@@ -94,12 +94,13 @@ class App:
     def rules(self) -> RuleSet:
         return load_rules(self.site)
 
-    def writing(self, command: str) -> None:
-        """Refuse a writing command whose --now lies before the store's last tick
-        (crmd.nowguard); without --now the clock is the real one."""
+    def writing(self, command: str) -> Store:
+        """The store, for a writing command; refused if its --now lies before the store's
+        last tick (crmd.nowguard). Without --now the clock is the real one."""
         if isinstance(self.clock, FixedClock):
             with self.store.read() as conn:
                 refuse_going_back(conn, self.now, self.site.timezone, command)
+        return self.store
 
     def engine(self) -> Engine:
         return Engine(self.site, self.rules())
@@ -485,9 +486,9 @@ def run(
         )
         group.run(once=once)
         return
-    if not dry_run:
-        app.writing("crmd run")
-    serve(app.site, app.clock, lambda: app.store, dry_run=dry_run, interval=interval, once=once)
+    # The store is opened (and so migrated) once serve holds the daemon's lock.
+    open_store = (lambda: app.store) if dry_run else (lambda: app.writing("crmd run"))
+    serve(app.site, app.clock, open_store, dry_run=dry_run, interval=interval, once=once)
 
 
 @main.command()
