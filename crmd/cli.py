@@ -8,7 +8,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 import click
 
+from crmd import known, repeats
 from crmd import outbox as ox
 from crmd import queries as q
 from crmd import tasks as task_ops
@@ -26,10 +27,11 @@ from crmd.events import ATTEMPT_OUTCOMES
 from crmd.health import live_daemons, site_directories, site_health, survey_site
 from crmd.intake import NewEvent, record_events
 from crmd.logs import setup_logging
+from crmd.nowguard import refuse_going_back
 from crmd.report import FireRecord, TickReport
 from crmd.rule import RuleSet
 from crmd.ruleset import load_rules
-from crmd.site import Site, load_site
+from crmd.site import SETTINGS_FILE, Site, load_site, open_site, site_root
 from crmd.store import Store, Unit
 from crmd.view import (
     FireJsonStream,
@@ -60,8 +62,15 @@ class App:
     @property
     def site(self) -> Site:
         if self._site is None:
-            self._site = load_site(self.site_dir)
+            self._site = open_site(self.site_dir)
         return self._site
+
+    def zone_site(self) -> Site | None:
+        """The site, if the directory is one: whose zone reads --now (`crmd sites DIR` and
+        `crmd run --sites DIR` need no site of their own)."""
+        if (site_root(self.site_dir) / SETTINGS_FILE).is_file():
+            return self.site
+        return None
 
     @property
     def now(self) -> datetime:
@@ -85,6 +94,14 @@ class App:
     def rules(self) -> RuleSet:
         return load_rules(self.site)
 
+    def writing(self, command: str) -> Store:
+        """The store, for a writing command; refused if its --now lies before the store's
+        last tick (crmd.nowguard). Without --now the clock is the real one."""
+        if isinstance(self.clock, FixedClock):
+            with self.store.read() as conn:
+                refuse_going_back(conn, self.now, self.site.timezone, command)
+        return self.store
+
     def engine(self) -> Engine:
         return Engine(self.site, self.rules())
 
@@ -101,6 +118,13 @@ def parse_instant(text: str, site: Site | None = None) -> datetime:
         tz = site.timezone if site is not None else load_site(None).timezone
         value = value.replace(tzinfo=tz)
     return value.astimezone(UTC)
+
+
+def check_option(option: str, kind: str, value: object, names: Iterable[str]) -> None:
+    """A usage error (exit 2) for a name an option gives that is not among `names`."""
+    message = known.problem(kind, value, names)
+    if message is not None:
+        raise click.BadParameter(message, param_hint=option)
 
 
 def fail(message: str) -> NoReturn:
@@ -149,7 +173,7 @@ def main(
     clock: Clock = SystemClock()
     app = App(site_dir, clock)
     if now_text:
-        app.clock = FixedClock(parse_instant(now_text, app.site))
+        app.clock = FixedClock(parse_instant(now_text, app.zone_site()))
     ctx.obj = app
     ctx.call_on_close(app.close)
 
@@ -196,6 +220,7 @@ def import_(app: App, file: Path, kind: str) -> None:
     """Import a CSV file of customers, vehicles or events (all rows, or none)."""
     from crmd.importer import import_csv
 
+    app.writing("crmd import")
     result = import_csv(app.store, app.site, file, kind, app.now)
     click.echo(
         f"{file}: {result.added} added, {result.changed} changed, {result.unchanged} unchanged"
@@ -209,6 +234,7 @@ def import_(app: App, file: Path, kind: str) -> None:
 @click.option("--at", "at_text", help="When it happened (ISO-8601). Default: now.")
 @click.option("--id", "event_id", default="", help="Your id for it; recording it again is a no-op.")
 @click.option("--data", "data", multiple=True, metavar="KEY=VALUE", help="Extra event data.")
+@click.option("--again", is_flag=True, help="Record it though the same was just recorded.")
 @pass_app
 def event(
     app: App,
@@ -218,6 +244,7 @@ def event(
     at_text: str | None,
     event_id: str,
     data: Sequence[str],
+    again: bool,
 ) -> None:
     """Record one event, e.g. `crmd event sale.delivered --customer C1 --vehicle V1`."""
     fields: dict[str, Any] = {}
@@ -227,7 +254,16 @@ def event(
             raise click.BadParameter(f"{item!r}: write --data key=value")
         fields[key] = _scalar(value)
     at = parse_instant(at_text, app.site) if at_text else app.now
+    app.writing("crmd event")
     with app.store.write() as conn:
+        if customer_id:
+            known.check_customer(conn, customer_id)
+        if vehicle_id:
+            known.check_vehicle(conn, vehicle_id, customer_id)
+        if not again and not (event_id and q.get_event(conn, event_id)):
+            previous = repeats.same_event(conn, event_type, at, customer_id, vehicle_id, fields)
+            if previous is not None:
+                raise repeats.refuse(f"this {event_type}", previous, app.site.timezone)
         result = record_events(
             conn,
             [NewEvent(event_type, at, customer_id, vehicle_id, fields, event_id)],
@@ -276,6 +312,7 @@ def _json_stream(now: datetime, site: Site) -> FireJsonStream:
 def tick(app: App, as_json: bool) -> None:
     """Run one evaluation pass at now (or --now). Running it twice changes nothing."""
     engine = app.engine()
+    app.writing("crmd tick")
     stream = _json_stream(app.now, app.site) if as_json else None
     with Unit(app.store) as unit:
         report = engine.tick(unit, app.now, on_fire=stream)
@@ -323,9 +360,8 @@ def plan(
     if start is not None and end <= start:
         raise click.BadParameter("--to must be after --from")
     engine = app.engine()
-    unknown = sorted(set(only_rules) - {r.id for r in engine.rules})
-    if unknown:
-        raise click.BadParameter(f"no enabled rule {', '.join(unknown)}", param_hint="--rule")
+    for rule_id in only_rules:
+        check_option("--rule", "enabled rule", rule_id, (r.id for r in engine.rules))
     tz = app.site.timezone
     stream = _json_stream(end, app.site) if as_json else None
     if stream is None:
@@ -374,6 +410,8 @@ def plan(
 @pass_app
 def tasks_(app: App, role: str | None, everything: bool, as_json: bool) -> None:
     """Open tasks whose window has started, by due time; overdue ones marked."""
+    if role is not None:
+        check_option("--role", "role", role, app.site.roles)
     with app.store.read() as conn:
         rows = q.list_tasks(conn, app.now, role=role, everything=everything)
     if as_json:
@@ -394,10 +432,20 @@ def task() -> None:
 @click.option("--outcome", required=True, type=click.Choice(ATTEMPT_OUTCOMES))
 @click.option("--score", type=click.IntRange(1, 10), help="Satisfaction score 1-10.")
 @click.option("--note", help="What the customer said.")
+@click.option("--again", is_flag=True, help="Record it though the same was just recorded.")
 @pass_app
-def attempt(app: App, task_id: int, outcome: str, score: int | None, note: str | None) -> None:
+def attempt(
+    app: App, task_id: int, outcome: str, score: int | None, note: str | None, again: bool
+) -> None:
     """Record a call attempt; `reached` closes the task, other outcomes keep it open."""
+    app.writing("crmd task attempt")
     with app.store.write() as conn:
+        known.check_task(conn, task_id)
+        previous = None if again else repeats.previous_attempt(conn, task_id, outcome, app.now)
+        if previous is not None:
+            raise repeats.refuse(
+                f"a {outcome} attempt on task {task_id}", previous, app.site.timezone
+            )
         row = task_ops.attempt(conn, task_id, outcome, app.now, score=score, note=note)
     click.echo(f"task {task_id}: attempt {row.attempts} ({outcome}); task is {row.status}")
 
@@ -408,7 +456,9 @@ def attempt(app: App, task_id: int, outcome: str, score: int | None, note: str |
 @pass_app
 def done(app: App, task_id: int, note: str | None) -> None:
     """Mark a task done."""
+    app.writing("crmd task done")
     with app.store.write() as conn:
+        known.check_task(conn, task_id)
         task_ops.done(conn, task_id, app.now, note=note)
     click.echo(f"task {task_id}: done")
 
@@ -442,7 +492,9 @@ def run(
         )
         group.run(once=once)
         return
-    serve(app.site, app.clock, lambda: app.store, dry_run=dry_run, interval=interval, once=once)
+    # The store is opened (and so migrated) once serve holds the daemon's lock.
+    open_store = (lambda: app.store) if dry_run else (lambda: app.writing("crmd run"))
+    serve(app.site, app.clock, open_store, dry_run=dry_run, interval=interval, once=once)
 
 
 @main.command()
@@ -610,6 +662,7 @@ def outbox_retry(app: App, message_ids: tuple[int, ...]) -> None:
     """Send held, dead or cancelled messages again, at the next pass of the sender."""
     for message_id in message_ids:
         with app.store.write() as conn:
+            known.check_message(conn, message_id)
             ox.retry(conn, message_id, app.now)
         click.echo(f"message {message_id}: queued")
 
@@ -621,6 +674,7 @@ def outbox_cancel(app: App, message_ids: tuple[int, ...]) -> None:
     """Cancel messages that have not gone out."""
     for message_id in message_ids:
         with app.store.write() as conn:
+            known.check_message(conn, message_id)
             ox.cancel(conn, message_id, app.now)
         click.echo(f"message {message_id}: cancelled")
 

@@ -19,8 +19,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table
 
+from crmd.emails import InvalidEmail, customer_email
 from crmd.errors import ImportFileError
 from crmd.intake import NewEvent
+from crmd.phones import InvalidPhone, customer_phone
 from crmd.site import Site
 from crmd.tables import customers, events, vehicles
 
@@ -244,9 +246,17 @@ class RowParser:
     ) -> dict[str, Any]:
         record: dict[str, Any] = dict(values)
         if "phone" in values:
-            # Kept as text: a leading 0 or + matters. Spaces are only for reading.
-            record["phone"] = "".join(values["phone"].split())
+            # A mobile as E.164, a landline as written (crmd.phones); kept as text.
+            try:
+                record["phone"] = customer_phone(values["phone"])
+            except InvalidPhone as exc:
+                problems.append(str(exc))
             values["phone"] = record["phone"]
+        if "email" in values:
+            try:
+                record["email"] = customer_email(values["email"])
+            except InvalidEmail as exc:
+                problems.append(str(exc))
         if "birthday" in values:
             record["birthday"] = _date(values["birthday"], problems)
         for name in ("member", "opt_out"):

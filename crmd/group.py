@@ -32,13 +32,14 @@ from types import FrameType
 
 from sqlalchemy.engine import make_url
 
-from crmd.clock import Clock
+from crmd.clock import Clock, FixedClock
 from crmd.daemon import Config, Daemon, load_config
 from crmd.errors import CrmdError
 from crmd.health import site_directories
 from crmd.instance import InstanceLock, lock_path
 from crmd.logs import current_site
 from crmd.notify import Notifier
+from crmd.nowguard import refuse_going_back
 from crmd.site import Site, load_site
 from crmd.store import SharedEngines, Store
 
@@ -129,6 +130,11 @@ class GroupDaemon:
                 lock = InstanceLock(lock_path(site))
                 lock.acquire()
             store = Store.open(site.store_url, schema=site.store_schema, shared=self.sessions)
+            if not self.dry_run and isinstance(self.clock, FixedClock):
+                # A --now before this site's last tick would write into its past: the site
+                # is left out, as one that cannot start (crmd.nowguard).
+                with store.read() as conn:
+                    refuse_going_back(conn, self.clock.now(), site.timezone, "crmd run --sites")
             daemon = Daemon(
                 site,
                 store,

@@ -16,19 +16,21 @@ or vehicle's `attributes`; empty extra cells are left out. An extra value writte
 plain whole number of at most 15 digits (`45000`, `-3`; not `007`, `+86…`, `4.5`, `1,000`)
 is stored as an int, so rules can compare it (`event.score: {lt: 7}`); every other value
 stays text, exactly as written. 15 digits keeps the number exact in any JSON reader.
+A customer's phone is checked and written one way (crmd.phones.customer_phone), an e-mail
+address checked (crmd.emails); an event's vehicle must be its customer's.
 """
 
 from __future__ import annotations
 
 import heapq
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection
 
 from crmd import queries as q
 from crmd.csvrows import LAYOUTS, RowParser, changed_error, file_stamp, records
@@ -36,7 +38,7 @@ from crmd.errors import ImportFileError
 from crmd.intake import IntakeResult, record_events, upsert_customers, upsert_vehicles
 from crmd.site import Site
 from crmd.store import Store
-from crmd.tables import customers, vehicles
+from crmd.tables import customers
 
 logger = logging.getLogger(__name__)
 
@@ -123,51 +125,73 @@ class _Problems:
 
 @dataclass
 class _References:
-    """Ids of customers or vehicles that rows name, checked against the store in bulk."""
+    """Ids of customers or vehicles that rows name, checked against the store in bulk.
+
+    `lookup` answers which of some ids the store holds, each with its owner (a vehicle's
+    customer; "" for a customer). A row may say whose the thing must be (an event's
+    customer): a vehicle of another customer is refused, as a delivery recorded against the
+    wrong car or the wrong person would send one customer's callback about another's car.
+    `owners` are the customers' references: an owner that is not in the store is reported
+    there, once, not again as the wrong owner here.
+    """
 
     store: Store
-    lookup: Callable[[Connection, list[str]], Iterable[str]]
+    lookup: Callable[[Connection, list[str]], Mapping[str, str]]
     message: Callable[[str], str]
     problems: _Problems
-    known: set[str] = field(default_factory=set)
+    owners: _References | None = None
+    known: dict[str, str] = field(default_factory=dict)
     missing: set[str] = field(default_factory=set)
-    pending: dict[str, list[int]] = field(default_factory=dict)
+    pending: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
     pending_rows: int = 0
 
-    def note(self, row: int, ref: str) -> None:
-        if ref in self.known:
+    def note(self, row: int, ref: str, owner: str = "") -> None:
+        owner_pending = self.owners is not None and owner in self.owners.pending
+        if ref in self.known and not owner_pending:
+            self._check_owner(row, ref, owner)
             return
         if ref in self.missing:
             self.problems.add(row, self.message(ref))
             return
-        self.pending.setdefault(ref, []).append(row)
+        self.pending.setdefault(ref, []).append((row, owner))
         self.pending_rows += 1
         if self.pending_rows >= CHUNK:
             self.flush()
 
+    def _check_owner(self, row: int, ref: str, owner: str) -> None:
+        actual = self.known[ref]
+        if self.owners is not None and owner in self.owners.missing:
+            return
+        if owner and actual and actual != owner:
+            self.problems.add(
+                row,
+                f"vehicle {ref!r} belongs to customer {actual!r}, not {owner!r}; "
+                f"check the vehicle_id and the customer_id",
+            )
+
     def flush(self) -> None:
         if not self.pending:
             return
+        if self.owners is not None:
+            self.owners.flush()  # so that an unknown owner is known as such
         with self.store.read() as conn:
-            found = set(self.lookup(conn, list(self.pending)))
+            found = self.lookup(conn, list(self.pending))
         for ref, rows in self.pending.items():
             if ref in found:
-                self.known.add(ref)
+                self.known[ref] = found[ref]
+                for row, owner in rows:
+                    self._check_owner(row, ref, owner)
                 continue
             self.missing.add(ref)
-            for row in rows:
+            for row, _owner in rows:
                 self.problems.add(row, self.message(ref))
         self.pending.clear()
         self.pending_rows = 0
 
 
-def _ids_in_store(table: Table) -> Callable[[Connection, list[str]], Iterable[str]]:
-    """Ids only: whole rows would cost most of the time of checking a large event file."""
-
-    def lookup(conn: Connection, ids: list[str]) -> Iterable[str]:
-        return q.existing_ids(conn, table, ids)
-
-    return lookup
+def _customers_in_store(conn: Connection, ids: list[str]) -> Mapping[str, str]:
+    # Ids only: whole rows would cost most of the time of checking a large event file.
+    return dict.fromkeys(q.existing_ids(conn, customers, ids), "")
 
 
 def _check(store: Store, parser: RowParser, path: Path) -> tuple[_Problems, int]:
@@ -180,15 +204,16 @@ def _check(store: Store, parser: RowParser, path: Path) -> tuple[_Problems, int]
     hint = "import customers first" if vehicles_file else "check the id, or import customers first"
     customer_refs = _References(
         store,
-        _ids_in_store(customers),
+        _customers_in_store,
         lambda ref: f"customer {ref!r} is not in the store; {hint}",
         problems,
     )
     vehicle_refs = _References(
         store,
-        _ids_in_store(vehicles),
+        q.vehicle_owners,
         lambda ref: f"vehicle {ref!r} is not in the store; check the id, or import vehicles first",
         problems,
+        owners=customer_refs,
     )
     first_row: dict[str, int] = {}
     checked = 0
@@ -205,7 +230,7 @@ def _check(store: Store, parser: RowParser, path: Path) -> tuple[_Problems, int]
         if parsed.customer_id:
             customer_refs.note(row, parsed.customer_id)
         if parsed.vehicle_id:
-            vehicle_refs.note(row, parsed.vehicle_id)
+            vehicle_refs.note(row, parsed.vehicle_id, owner=parsed.customer_id)
     customer_refs.flush()
     vehicle_refs.flush()
     return problems, checked

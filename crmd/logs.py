@@ -13,7 +13,11 @@ current_site: ContextVar[str] = ContextVar("current_site", default="")
 
 # Phone numbers (7+ digits, optionally +country and separators) and e-mail addresses.
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
-_PHONE = re.compile(r"(?<![\w.:-])(\+?\d[\d -]{5,}\d)(\d{2})(?![\w:])")
+# A number stands alone when no ASCII letter, digit or `_.:-` touches it: a Chinese
+# character may (`电话13800138000`, `13800138000号`, `张三13800138000`), since Chinese
+# is written without spaces; `\w` would count the characters as part of a word and leave
+# such numbers whole. Times (`09:00:00`), versions and ids like `C1380013800` stay as they are.
+_PHONE = re.compile(r"(?<![A-Za-z0-9_.:-])(\+?\d[\d -]{5,}\d)(\d{2})(?![A-Za-z0-9_:])")
 
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")

@@ -1,47 +1,88 @@
-"""Phone numbers: validated and written one way (E.164), and masked for logs.
+"""Phone numbers: validated (Google's libphonenumber, through `phonenumbers`), written one
+way, and masked for logs.
 
 Staff type numbers the way people do: `138 0013 8000`, `+86 138-0013-8000`, `008613800138000`,
-full-width digits from a Chinese input method. All of them mean `+8613800138000`.
+full-width digits from a Chinese input method. All of them mean `+8613800138000`. A number
+without a country code is read as a Chinese one, so a landline needs its area code
+(`020-8888 6666`, `0755-8888 1234`).
 """
 
 from __future__ import annotations
 
-import re
 import unicodedata
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumber, PhoneNumberFormat, PhoneNumberType
 
 from crmd.errors import CrmdError
 
-_CHINA_MOBILE = re.compile(r"1[3-9]\d{9}")
-_E164 = re.compile(r"\+[1-9]\d{6,14}")
-_SEPARATORS = re.compile(r"[\s\-().·]")
+# Numbers without a country code are the dealership's: China's.
+HOME_REGION = "CN"
+# Kinds of number that take a text message; elsewhere than China a number may be either.
+_MOBILE = frozenset({PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE})
 
 
 class InvalidPhone(CrmdError):
-    """A phone number that no SMS can be sent to."""
+    """A phone number that is no phone number, or that no SMS can be sent to."""
+
+
+def _parse(text: str) -> tuple[str, PhoneNumber | None]:
+    """The number as typed (NFKC, trimmed) and as parsed, or None if it is none at all."""
+    typed = unicodedata.normalize("NFKC", text or "").strip()
+    try:
+        number = phonenumbers.parse(typed, HOME_REGION)
+    except NumberParseException:
+        return typed, None
+    return typed, number
+
+
+def _e164(number: PhoneNumber) -> str:
+    return phonenumbers.format_number(number, PhoneNumberFormat.E164)
 
 
 def normalise_phone(text: str) -> str:
-    """The number in E.164 (`+8613800138000`); raise InvalidPhone saying what is wrong."""
-    shown = mask_phone(text)
-    number = _SEPARATORS.sub("", unicodedata.normalize("NFKC", text or ""))
-    if not number:
+    """The number in E.164 (`+8613800138000`) for a text message; raise InvalidPhone saying
+    what is wrong. A Chinese number must be a mobile: SMS reaches no landline."""
+    typed, number = _parse(text)
+    shown = mask_phone(typed)
+    if not typed:
         raise InvalidPhone("no phone number")
-    if number.startswith("00"):
-        number = "+" + number[2:]
-    if _CHINA_MOBILE.fullmatch(number):
-        return "+86" + number
-    if number.startswith("86") and _CHINA_MOBILE.fullmatch(number[2:]):
-        return "+" + number
-    if not number.startswith("+"):
+    international = typed.startswith("+") or typed.startswith("00")
+    if number is None or not phonenumbers.is_valid_number(number):
+        if not international:
+            raise InvalidPhone(
+                f"{shown} is not a Chinese mobile number (11 digits starting 13-19) nor an "
+                f"international number; write it like +8613800138000"
+            )
+        if number is not None and number.country_code == 86:
+            raise InvalidPhone(f"{shown} is not a Chinese mobile number; SMS needs a mobile")
         raise InvalidPhone(
-            f"{shown} is not a Chinese mobile number (11 digits starting 13-19) nor an "
-            f"international number; write it like +8613800138000"
+            f"{shown} is not an E.164 number (+, country code, up to 15 digits) of any country"
         )
-    if not _E164.fullmatch(number):
-        raise InvalidPhone(f"{shown} is not an E.164 number (+, country code, up to 15 digits)")
-    if number.startswith("+86") and not _CHINA_MOBILE.fullmatch(number[3:]):
-        raise InvalidPhone(f"{shown} is not a Chinese mobile number; SMS needs a mobile")
-    return number
+    if number.country_code == 86 and phonenumbers.number_type(number) != PhoneNumberType.MOBILE:
+        raise InvalidPhone(
+            f"{shown} is a landline or service number, not a Chinese mobile number; "
+            f"SMS needs a mobile"
+        )
+    return _e164(number)
+
+
+def customer_phone(text: str) -> str:
+    """A customer's number as crmd stores it: a mobile in E.164 (`+8613800138000`), so that
+    texts and look-ups see one spelling; a landline or service number kept as written (less
+    spaces), the way staff dial it. Empty stays empty. Raise InvalidPhone if it is no number."""
+    typed, number = _parse(text)
+    if not typed:
+        return ""
+    if number is None or not phonenumbers.is_valid_number(number):
+        raise InvalidPhone(
+            f"phone {mask_phone(typed)} is not a valid phone number; write a mobile like "
+            f"13800138000 or +8613800138000, or a landline with its area code like "
+            f"020-8888 6666"
+        )
+    if phonenumbers.number_type(number) in _MOBILE:
+        return _e164(number)
+    return "".join(typed.split())
 
 
 def mask_phone(text: str) -> str:

@@ -244,6 +244,15 @@ def existing_ids(conn: Connection, table: Table, ids: Iterable[str]) -> set[str]
     return found
 
 
+def vehicle_owners(conn: Connection, ids: Iterable[str]) -> dict[str, str]:
+    """The customer of each of these vehicles that the store holds, by vehicle id."""
+    found: dict[str, str] = {}
+    for member in _members(conn, vehicles.c.id, sorted(set(ids))):
+        query = select(vehicles.c.id, vehicles.c.customer_id).where(member)
+        found.update({row.id: row.customer_id for row in conn.execute(query)})
+    return found
+
+
 def get_event(conn: Connection, event_id: str) -> Row[Any] | None:
     return conn.execute(select(events).where(events.c.id == event_id)).first()
 

@@ -81,6 +81,26 @@ def _store_schema(settings: dict[str, Any], path: Path) -> str | None:
     return site_schema(value)
 
 
+def site_root(root: Path | str | None = None) -> Path:
+    """The site directory: the argument, else $CRMD_SITE, else the current directory."""
+    return Path(root or os.environ.get("CRMD_SITE") or ".").resolve()
+
+
+def open_site(root: Path | str | None = None) -> Site:
+    """The site a command works on; a directory without site.yaml is none, and is refused
+    before anything is created in it (a store file in whatever directory one happened to be
+    in would be a store nobody finds again)."""
+    where = site_root(root)
+    if where.is_dir() and not (where / SETTINGS_FILE).is_file():
+        raise ConfigError(
+            f"no crmd site in {where}: it has no {SETTINGS_FILE}. Name a site with --site DIR "
+            f"(or CRMD_SITE=DIR), or make this one: create {where / SETTINGS_FILE} (every "
+            f"key is optional, e.g. 'name: 甲店'; see docs/sites.md) and put rules in "
+            f"{where / 'rules'}/. Nothing was created."
+        )
+    return load_site(where)
+
+
 def load_site(root: Path | str | None = None) -> Site:
     """Read `site.yaml` (all keys optional) from a site directory.
 
@@ -88,7 +108,7 @@ def load_site(root: Path | str | None = None) -> Site:
     $CRMD_STORE_URL overrides the store URL, so secrets in a PostgreSQL URL stay out of files;
     $CRMD_STORE_SCHEMA overrides the store schema.
     """
-    root = Path(root or os.environ.get("CRMD_SITE") or ".").resolve()
+    root = site_root(root)
     if not root.is_dir():
         raise ConfigError(f"site directory {root} does not exist")
     path = root / SETTINGS_FILE

@@ -6,6 +6,7 @@ Used by crmd's own tests and meant for a dealership's tests of its own rules.
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ from crmd.engine import Engine
 from crmd.intake import NewEvent, record_events, upsert_customers, upsert_vehicles
 from crmd.report import TickReport
 from crmd.ruleset import load_rules
-from crmd.site import Site, load_site
+from crmd.site import SETTINGS_FILE, Site, load_site
 from crmd.store import Store, Unit
 from crmd.tables import events, fires, outbox, tasks
 
@@ -28,7 +29,8 @@ class Harness:
     """A site directory with a real store, rules from YAML, and time passed in.
 
     The store is the site's SQLite file unless `store_url` names another (PostgreSQL), in
-    the schema that the site's settings name (`store_schema`), if any.
+    the schema that the site's settings name (`store_schema`), if any. A directory without
+    site.yaml gets an empty one, so that `crmd --site` takes it as a site.
     """
 
     def __init__(self, root: Path, rules_yaml: str | None = None, store_url: str | None = None):
@@ -36,6 +38,9 @@ class Harness:
         if rules_yaml is not None:
             (root / "rules").mkdir(exist_ok=True)
             (root / "rules" / "test.yaml").write_text(rules_yaml, encoding="utf-8")
+        if not (root / SETTINGS_FILE).exists():
+            # A site is a directory with site.yaml (crmd.site.open_site): an empty one will do.
+            (root / SETTINGS_FILE).touch()
         self.root = root
         self.site: Site = load_site(root)
         self.store = Store.open(
@@ -141,6 +146,7 @@ class FakeSystemd:
 
     def __init__(self, address: str, timeout: float = 30) -> None:
         self.address = address
+        self.timeout = timeout
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind("\0" + address[1:] if address.startswith("@") else address)
         self.sock.settimeout(timeout)
@@ -150,12 +156,33 @@ class FakeSystemd:
         data = self.sock.recv(4096).decode()
         return dict(line.split("=", 1) for line in data.splitlines())
 
-    def until(self, key: str) -> dict[str, str]:
-        """The first message that has `key`, skipping others (such as watchdog pings)."""
-        while True:
-            message = self.next()
-            if key in message:
-                return message
+    def until(self, key: str, timeout: float | None = None) -> dict[str, str]:
+        """The first message that has `key`, skipping others (such as watchdog pings).
+
+        Bounded: after `timeout` seconds in all (the socket's time-out by default) it raises
+        TimeoutError. A daemon that pings its watchdog but never sends `key` (or whose one
+        datagram was dropped) would otherwise keep this waiting for ever.
+        """
+        limit = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        per_message = self.sock.gettimeout()
+        skipped: list[dict[str, str]] = []
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                self.sock.settimeout(min(left, per_message) if per_message else left)
+                try:
+                    message = self.next()
+                except TimeoutError:
+                    break
+                if key in message:
+                    return message
+                skipped.append(message)
+        finally:
+            self.sock.settimeout(per_message)
+        raise TimeoutError(
+            f"no {key} from the daemon in {limit:g} s; it sent {len(skipped)} other message(s)"
+            f"{', the last ' + repr(skipped[-1]) if skipped else ''}"
+        )
 
     def close(self) -> None:
         self.sock.close()

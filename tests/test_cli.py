@@ -235,7 +235,7 @@ def test_plan_marks_only_a_catch_up_late_and_summarises_per_rule(site: Path) -> 
     assert "销售回访" not in detail
     unknown = crmd(site, "plan", "--from", "2026-11-02", "--to", "2026-11-03", "--rule", "nope")
     assert unknown.exit_code == 2
-    assert "no enabled rule nope" in unknown.output + unknown.stderr
+    assert "no enabled rule 'nope'" in unknown.output + unknown.stderr
 
 
 def test_tick_and_plan_describe_every_kind_of_action(site: Path) -> None:
@@ -416,3 +416,40 @@ def test_fires_lists_retries_and_dismisses_failed_fires(site: Path) -> None:
     unknown = crmd(site, "--now", "2026-03-02T10:05", "fires", "retry", "999")
     assert unknown.exit_code == 2
     assert "no failed fire 999" in unknown.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("tasks",), ("--now", "2026-11-23T10:00", "tick"), ("status",), ("outbox",), ("check",)],
+)
+def test_a_directory_without_site_yaml_is_no_site_and_nothing_is_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...]
+) -> None:
+    monkeypatch.delenv("CRMD_SITE", raising=False)
+    monkeypatch.delenv("CRMD_STORE_URL", raising=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(f"crmd: no crmd site in {empty}: it has no site.yaml.")
+    assert f"create {empty / 'site.yaml'}" in result.stderr
+    assert "--site DIR" in result.stderr
+    assert "Traceback" not in result.output
+    assert list(empty.iterdir()) == []  # no store/, no crmd.db
+    # The same through --site.
+    named = CliRunner().invoke(main, ["--site", str(empty), *args])
+    assert named.exit_code == 1
+    assert "no crmd site in" in named.stderr
+    assert list(empty.iterdir()) == []
+
+
+def test_commands_over_a_directory_of_sites_need_no_site_of_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CRMD_SITE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "group").mkdir()
+    result = CliRunner().invoke(main, ["--now", "2026-11-23T10:00", "sites", "group"])
+    assert result.exit_code == 3, result.output  # no sites there: not an error of --now
+    assert "no sites in group" in result.output

@@ -111,6 +111,53 @@ def test_customers_with_chinese_names_import(
     assert (zhang.birthday, zhang.member, zhang.opt_out) == (None, False, True)
 
 
+def test_phone_numbers_and_addresses_are_checked_with_the_row(
+    store: Store, site: Site, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path / "customers.csv",
+        "id,name,phone,email\n"
+        "C001,王伟,12800138000,wang@example.com\n"  # 12x is no mobile prefix
+        "C002,李芳,8888 1234,li@example\n"  # a landline without its area code; no domain
+        "C003,张娜,139 0013 9000,zhang@example.com\n"
+        "C004,刘强,020-8888 6666,liu qiang@example.com\n",
+    )
+
+    lines = rejected(store, site, path, "customers").splitlines()
+
+    assert [line.split(": ", 1)[0] for line in lines[:-1]] == [
+        f"{path}:row 2",
+        f"{path}:row 3",
+        f"{path}:row 3",
+        f"{path}:row 5",
+    ]
+    assert "phone 128****8000 is not a valid phone number" in lines[0]
+    assert "a landline with its area code like 020-8888 6666" in lines[1]
+    assert "email 'li@example' is not an e-mail address" in lines[2]
+    assert "email 'liu qiang@example.com' is not an e-mail address" in lines[3]
+    assert lines[-1].startswith(f"{path}: 4 problems; nothing was imported.")
+    assert count(store, customers) == 0
+
+
+def test_a_mobile_is_stored_as_e164_and_a_landline_as_written(
+    store: Store, site: Site, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path / "customers.csv",
+        "id,name,phone\n"
+        "C001,王伟,１３８ ００１３ ８０００\n"  # full-width, from a Chinese input method
+        "C002,李芳,0086-139-0013-9000\n"
+        "C003,张娜,020-8888 6666\n"
+        "C004,刘强,400-800-8888\n"  # a service number: kept as written too
+        "C005,赵六,\n",
+    )
+
+    import_csv(store, site, path, "customers", NOW)
+
+    phones = [row_of(store, customers, f"C00{n}").phone for n in range(1, 6)]
+    assert phones == ["+8613800138000", "+8613900139000", "020-88886666", "400-800-8888", ""]
+
+
 def test_reimporting_the_same_file_changes_nothing(
     store: Store, site: Site, tmp_path: Path
 ) -> None:
@@ -128,7 +175,7 @@ def test_a_changed_row_updates_the_customer(store: Store, site: Site, tmp_path: 
     path = write(tmp_path / "customers.csv", changed)
 
     assert counts(import_csv(store, site, path, "customers", NOW)) == (0, 1, 2)
-    assert row_of(store, customers, "C003").phone == "13900139999"
+    assert row_of(store, customers, "C003").phone == "+8613900139999"  # a mobile, as E.164
 
 
 def test_a_bad_row_rejects_the_whole_file(store: Store, site: Site, tmp_path: Path) -> None:
@@ -369,6 +416,52 @@ def test_events_naming_unknown_customers_or_vehicles_are_refused(
         f"{path}:row 4: vehicle 'V009' is not in the store; check the id, or import vehicles first",
     ]
     assert count(store, events) == 0
+
+
+def test_an_event_naming_another_customers_vehicle_is_refused(
+    store: Store, site: Site, tmp_path: Path
+) -> None:
+    import_cars(store, site, tmp_path)  # V001 is C001's, V002 is C002's
+    path = write(
+        tmp_path / "events.csv",
+        "id,type,at,customer_id,vehicle_id\n"
+        "E1,sale.delivered,2026-11-20 09:30,C001,V001\n"
+        "E2,sale.delivered,2026-11-20 09:30,C001,V002\n"
+        "E3,service.completed,2026-11-20 10:00,C002,V001\n"
+        "E4,service.completed,2026-11-20 10:00,,V002\n"  # no customer named: nothing to match
+        "E5,sale.delivered,2026-11-20 09:30,C0002,V002\n",  # unknown customer: said once
+    )
+
+    lines = rejected(store, site, path, "events").splitlines()
+
+    assert lines == [
+        f"{path}:row 3: vehicle 'V002' belongs to customer 'C002', not 'C001'; check the "
+        "vehicle_id and the customer_id",
+        f"{path}:row 4: vehicle 'V001' belongs to customer 'C001', not 'C002'; check the "
+        "vehicle_id and the customer_id",
+        f"{path}:row 6: customer 'C0002' is not in the store; check the id, or import "
+        "customers first",
+        f"{path}: 3 problems; nothing was imported. Fix the file and import it again.",
+    ]
+    assert count(store, events) == 0
+
+
+def test_owners_are_checked_across_chunks(
+    store: Store, site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import_cars(store, site, tmp_path)
+    monkeypatch.setattr(crmd.importer, "CHUNK", 2)  # vehicles known from an earlier look-up
+    rows = "".join(
+        f"E{n},sale.delivered,2026-11-20 09:30,C00{1 + n % 2},V00{1 + n % 2}\n" for n in range(6)
+    )
+    path = write(
+        tmp_path / "events.csv",
+        "id,type,at,customer_id,vehicle_id\n" + rows + "E9,sale.delivered,2026-11-21,C001,V002\n",
+    )
+
+    (problem, _summary) = rejected(store, site, path, "events").splitlines()
+
+    assert problem.startswith(f"{path}:row 8: vehicle 'V002' belongs to customer 'C002'")
 
 
 def test_large_files_are_checked_and_written_in_chunks(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crmd.phones import InvalidPhone, mask_address, mask_phone, normalise_phone
+from crmd.phones import InvalidPhone, customer_phone, mask_address, mask_phone, normalise_phone
 
 
 @pytest.mark.parametrize(
@@ -54,3 +54,39 @@ def test_masks_hide_the_middle() -> None:
     assert mask_phone("13800138000") == "138****8000"
     assert mask_address("zhang.san@example.com") == "z***@example.com"
     assert "0013" not in mask_address("+8613800138000")
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "+4420794",  # looks like E.164, but no British number is this short
+        "+1 000 555 0100",  # no North American area code starts with 0
+        "+86 128 0013 8000",  # no Chinese mobile prefix 128
+    ],
+)
+def test_numbers_no_country_has_are_refused(typed: str) -> None:
+    with pytest.raises(InvalidPhone):
+        normalise_phone(typed)
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [
+        ("138 0013 8000", "+8613800138000"),
+        ("0086 139 0013 9000", "+8613900139000"),
+        ("+1 415 555 0100", "+14155550100"),  # a number that may be a mobile
+        ("020-8888 6666", "020-88886666"),  # a landline, as staff dial it
+        ("(0755) 8888 1234", "(0755)88881234"),
+        ("", ""),
+    ],
+)
+def test_a_customer_phone_is_a_mobile_in_e164_or_a_landline_as_written(
+    typed: str, stored: str
+) -> None:
+    assert customer_phone(typed) == stored
+
+
+@pytest.mark.parametrize("typed", ["8888 6666", "12800138000", "call me", "138001380001"])
+def test_a_customer_phone_that_is_no_number_is_refused(typed: str) -> None:
+    with pytest.raises(InvalidPhone, match="not a valid phone number"):
+        customer_phone(typed)

@@ -230,7 +230,8 @@ def test_two_sites_in_one_database_never_see_each_other(
         ("sales-callback", "sales_callback", "甲店回访 张三")
     ]
     assert crmd_json(b, "--now", "2026-11-06T12:00", "tasks", "--all") == []
-    assert [m["recipient"] for m in crmd_json(a, "outbox")] == ["13800138000"]
+    # The imported mobile is stored, and so texted, as E.164.
+    assert [m["recipient"] for m in crmd_json(a, "outbox")] == ["+8613800138000"]
     assert crmd_json(b, "outbox") == []
     status_a = crmd_json(a, "--now", "2026-11-06T12:00", "status")
     status_b = crmd_json(b, "--now", "2026-11-06T12:00", "status")

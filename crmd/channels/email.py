@@ -14,7 +14,6 @@ outcome is held for review.
 from __future__ import annotations
 
 import html
-import re
 import smtplib
 from collections.abc import Mapping
 from email.message import EmailMessage
@@ -35,9 +34,9 @@ from crmd.channels.base import (
     TemporaryFailure,
 )
 from crmd.channels.secrets import redact
+from crmd.emails import is_address
 from crmd.site import Site
 
-_ADDRESS = re.compile(r"[^@\s,<>]+@[^@\s,<>]+\.[^@\s,<>]+")
 PASSWORD = SecretSpec("password", "CRMD_SMTP_PASSWORD", "smtp_password", "the SMTP password")
 
 
@@ -83,13 +82,13 @@ class EmailChannel(BaseChannel):
 
     @classmethod
     def option_problems(cls, options: Mapping[str, Any], site: Site) -> list[tuple[str, str]]:
-        if not _ADDRESS.fullmatch(options["from"]):
+        if not is_address(options["from"]):
             return [("from", f"from: {options['from']!r} is not an e-mail address")]
         return []
 
     def address(self, recipient: str) -> str:
         addresses = [a.strip() for a in recipient.split(",") if a.strip()]
-        bad = [a for a in addresses if not _ADDRESS.fullmatch(a)]
+        bad = [a for a in addresses if not is_address(a)]
         if not addresses or bad:
             raise PermanentFailure(f"invalid e-mail address: {', '.join(bad) or 'none given'}")
         return ", ".join(addresses)
