@@ -7,8 +7,8 @@ import sys
 
 import click
 
-from crmd import ledger
-from crmd.cli import App, _print_counts, _print_json
+from crmd import known, ledger
+from crmd.cli import App, _print_counts, _print_json, check_option
 from crmd.report import TickReport
 from crmd.store import Unit
 from crmd.view import fires_table, ledger_json, ledger_table
@@ -44,6 +44,10 @@ def fires(
     app: App = ctx.ensure_object(App)
     wanted = tuple(dict.fromkeys((*statuses, *(["failed"] if failed else []))))
     with app.store.read() as conn:
+        if rule_id is not None:
+            check_option("--rule", "rule", rule_id, [*ledger.rule_ids(conn), *app.rules().by_id()])
+        if customer_id is not None:
+            known.check_customer(conn, customer_id)
         rows = ledger.list_fires(
             conn, statuses=wanted, rule_id=rule_id, customer_id=customer_id, limit=limit
         )
@@ -76,9 +80,10 @@ def fires_retry(app: App, fire_ids: tuple[int, ...], every: bool) -> None:
     if fire_ids and every:
         raise click.UsageError("give fire ids or --all, not both")
     engine = app.engine()
-    with app.store.read() as conn:
-        known = {r.id: r for r in ledger.list_fires(conn, statuses=("failed",), limit=10**9)}
-    unknown = [i for i in fire_ids if i not in known]
+    store = app.writing("crmd fires retry")
+    with store.read() as conn:
+        failed = set(ledger.failed_ids(conn, fire_ids))
+    unknown = [i for i in fire_ids if i not in failed]
     if unknown:
         raise click.BadParameter(
             f"no failed fire {', '.join(map(str, unknown))}; `crmd fires --failed` lists them",
@@ -86,7 +91,7 @@ def fires_retry(app: App, fire_ids: tuple[int, ...], every: bool) -> None:
         )
     report = TickReport(now=app.now)
     engine.retried_all = True  # only the fires asked for
-    with Unit(app.store) as unit:
+    with Unit(store) as unit:
         engine.retry_failed(unit, app.now, report, every=every, ids=fire_ids)
         # What the retried fires made (tasks, their events) chains like any tick's work.
         chained = engine.tick(unit, app.now)
@@ -107,7 +112,7 @@ def fires_retry(app: App, fire_ids: tuple[int, ...], every: bool) -> None:
 def fires_dismiss(app: App, fire_id: int, reason: str) -> None:
     """Close a failed fire on purpose (it is never tried again); who and why are recorded."""
     by = _who()
-    with app.store.write() as conn:
+    with app.writing("crmd fires dismiss").write() as conn:
         ledger.dismiss(conn, fire_id, reason, by, app.now)
     click.echo(f"fire {fire_id} dismissed by {by}: {reason}")
 

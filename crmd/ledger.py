@@ -97,6 +97,19 @@ def update_failed(conn: Connection, fire_id: int, values: Mapping[str, Any]) -> 
     return result.rowcount == 1
 
 
+def failed_ids(conn: Connection, ids: Sequence[int]) -> list[int]:
+    """Which of these fire ids are failed fires."""
+    if not ids:
+        return []
+    query = select(fires.c.id).where(fires.c.id.in_(list(ids)), fires.c.status == FAILED)
+    return list(conn.execute(query).scalars())
+
+
+def rule_ids(conn: Connection) -> list[str]:
+    """The rules the ledger holds fires of (a rule since removed included)."""
+    return list(conn.execute(select(fires.c.rule_id).distinct()).scalars())
+
+
 def dismiss(conn: Connection, fire_id: int, reason: str, by: str, now: datetime) -> None:
     """Close a failed fire on purpose; it is never tried again."""
     row = conn.execute(select(fires).where(fires.c.id == fire_id)).first()

@@ -377,6 +377,7 @@ def test_fires_lists_retries_and_dismisses_failed_fires(site: Path) -> None:
             f"S{n}",
             "--data",
             f"score={score}",
+            *(["--again"] if n == 2 else []),  # a second survey of the same minute
         )
         assert recorded.exit_code == 0, recorded.output
     result = crmd(site, "--now", "2026-03-02T10:01", "tick")
