@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -35,7 +34,6 @@ SETTINGS_KEYS = {
     "name", "timezone", "store", "store_schema", "roles", "event_types", "customer_fields",
     "vehicle_fields", "calendar",
 }  # fmt: skip
-_FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 CALENDAR_KEYS = {"published_through", "days_off", "working_days"}
 
 
@@ -192,10 +190,10 @@ def _event_types(value: Any, path: Path) -> dict[str, tuple[list[str], list[str]
 
 
 def _field_names(names: list[str], where: str) -> None:
-    """A field is named in templates as `event.name`: letters, digits and _ only."""
+    """A field is named in templates as `event.name`: letters (any script), digits and _."""
     for name in names:
-        if not _FIELD_NAME.fullmatch(name):
+        if not name.isidentifier():
             raise ConfigError(
-                f"{where}: {name!r} is not a field name; use letters, digits and _, "
-                f"starting with a letter, like next_visit"
+                f"{where}: {name!r} is not a field name; use letters, digits and _, not "
+                f"starting with a digit, like next_visit or 来源"
             )
