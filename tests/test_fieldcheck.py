@@ -202,6 +202,7 @@ RUNAWAY = {
     "power": ("{{ 10 ** 100000 }}", "SecurityError: 10 ** 100000 is too large a number"),
     "repeat": ("{{ 'x' * 10000000 }}", "SecurityError: a repetition of 10000000 items"),
     "filter": ("{{ 'x' | center(1000000000) }}", "SecurityError: center() is given 1000000000"),
+    "format": ("{{ '%0999999999d' % 1 }}", "SecurityError: the format '%0999999999d' is too wide"),
     "loops": (
         "{% for i in range(90000) %}{% for j in range(90000) %}{% endfor %}{% endfor %}",
         "TemplateTimeout: rendering took more than 1 s",
@@ -225,6 +226,21 @@ def test_a_template_that_raises_or_runs_away_is_a_located_error(
         f"rules/r.yaml:{line}:13: email.body: template fails for a sample sale.delivered "
         f"event: {message}"
     ), error
+
+
+def test_nothing_of_a_template_runs_while_it_compiles(tmp_path: Path) -> None:
+    # Never rendered (so never checked by a render), but Jinja used to work the constant
+    # out while compiling: a gigabyte of spaces, at every load of the rules.
+    rules = """
+    rules:
+      - id: r
+        when: {event: sale.delivered}
+        do: [{sms: {text: "{% if false %}{{ 'x' | center(1000000000) }}{% endif %}您好"}}]
+    """
+    started = time.monotonic()
+    rule = load_rules(site_with(tmp_path, rules)).by_id()["r"]
+    assert time.monotonic() - started < 2
+    assert rule.actions[0].text.render({}) == "您好"  # type: ignore[attr-defined]
 
 
 def test_check_and_reload_report_a_raising_template_without_a_traceback(tmp_path: Path) -> None:
