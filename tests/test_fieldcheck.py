@@ -228,6 +228,19 @@ def test_a_template_that_raises_or_runs_away_is_a_located_error(
     ), error
 
 
+def test_a_template_whose_text_is_too_long_is_an_error(tmp_path: Path) -> None:
+    rules = """
+    rules:
+      - id: r
+        when: {event: sale.delivered}
+        do: [{sms: {text: "{% for i in range(20) %}{{ 'x' * 9999 }}{% endfor %}"}}]
+    """
+    assert located(site_with(tmp_path, rules)) == [
+        "rules/r.yaml:4:23: sms.text: template renders 199980 characters for a sample "
+        "sale.delivered event; at most 100000 make sense (rule r)"
+    ]
+
+
 def test_nothing_of_a_template_runs_while_it_compiles(tmp_path: Path) -> None:
     # Never rendered (so never checked by a render), but Jinja used to work the constant
     # out while compiling: a gigabyte of spaces, at every load of the rules.
