@@ -12,6 +12,7 @@ from typing import Any
 import jinja2
 
 from crmd.errors import RuleError
+from crmd.fieldcheck import RuleKind, Sample, template_problem
 from crmd.offsets import Offset
 from crmd.rule import (
     Action,
@@ -29,7 +30,7 @@ from crmd.rule_schema import did_you_mean, name_of
 from crmd.schedule_spec import parse_shift
 from crmd.schedules import Shift
 from crmd.site import Site
-from crmd.templates import RuleKind, Template, template_problem
+from crmd.templates import Template
 from crmd.yamlpos import JsonPath, YamlSource
 
 
@@ -46,6 +47,7 @@ class ActionCompiler:
     kind: RuleKind
     types: tuple[str, ...]
     sample: dict[str, Any]
+    samples: tuple[Sample, ...]
 
     # Shared checks, defined by RuleCompiler.
     def error(self, message: str, *path: str | int, at_key: bool = False) -> None:
@@ -187,6 +189,7 @@ class ActionCompiler:
                 "event",
             )
             ok = False
+        ok = self.emitted_fields(spec, *path) and ok
         data: list[tuple[str, Template]] = []
         for key, text in spec.get("data", {}).items():
             template = self.template(text, *path, "data", key)
@@ -195,6 +198,39 @@ class ActionCompiler:
             else:
                 data.append((str(key), template))
         return EmitAction(spec["event"], tuple(data)) if ok else None
+
+    def emitted_fields(self, spec: Mapping[str, Any], *path: str | int) -> bool:
+        """An emitted event's data are fields of its type, and give those it requires."""
+        if spec["event"] not in self.site.event_types:
+            return True  # already an error
+        declared = self.site.fields.event_type(spec["event"])
+        data = spec.get("data", {})
+        ok = True
+        for key in data:
+            if key not in declared.fields:
+                hint = did_you_mean(key, declared.data) or (
+                    f"; its fields: {', '.join(declared.data)}" if declared.data else ""
+                )
+                self.error(
+                    f"{spec['event']} has no field '{key}'{hint} (a site declares a type's "
+                    f"fields under event_types: in site.yaml)",
+                    *path,
+                    "data",
+                    key,
+                    at_key=True,
+                )
+                ok = False
+        # The emitting rule's id is given as `rule` (crmd.actions).
+        missing = [f for f in declared.required if f not in data and f != "rule"]
+        if missing:
+            self.error(
+                f"emit {spec['event']} needs data {', '.join(missing)}: its type requires "
+                f"{'it' if len(missing) == 1 else 'them'}",
+                *path,
+                "event",
+            )
+            ok = False
+        return ok
 
     def due(self, value: str | Mapping[str, Any], *path: str | int) -> Due | None:
         if isinstance(value, str):
@@ -226,7 +262,7 @@ class ActionCompiler:
         except jinja2.TemplateSyntaxError as exc:
             self.template_error(f"{what}: template syntax error: {exc.message}", exc.lineno, path)
             return None
-        problem, lineno = template_problem(template, self.sample, self.kind, self.types)
+        problem, lineno = template_problem(template, self.samples, self.kind, self.types)
         if problem:
             self.template_error(f"{what}: {problem}", lineno, path)
         return template

@@ -222,6 +222,8 @@ def import_(app: App, file: Path, kind: str) -> None:
 
     app.writing("crmd import")
     result = import_csv(app.store, app.site, file, kind, app.now)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(
         f"{file}: {result.added} added, {result.changed} changed, {result.unchanged} unchanged"
     )

@@ -183,6 +183,10 @@ class RowParser:
         self.timezone: ZoneInfo = site.timezone
         self.event_types = frozenset(site.event_types)
         self._type_list = tuple(site.event_types)
+        self.fields = site.fields
+        # Extra columns with values that no declared field takes, with the event types of
+        # their rows (the kind of record for customers and vehicles): warned of once.
+        self._undeclared: dict[str, set[str]] = {}
         self.read_header: Header | None = None
         self._unknown: dict[str, str] = {}
         # Text columns and their widths (PostgreSQL enforces them; SQLite would not).
@@ -228,8 +232,10 @@ class RowParser:
             problems.append("id is empty; every row needs an id")
         kind = self.layout.kind
         if kind == "customers":
+            self._declared(extra, self.fields.customer_extra, "customer")
             parsed.record = self._customer(values, extra, problems)
         elif kind == "vehicles":
+            self._declared(extra, self.fields.vehicle_extra, "vehicle")
             parsed.record = self._vehicle(values, extra, problems)
             parsed.customer_id = values["customer_id"]
         else:
@@ -280,6 +286,15 @@ class RowParser:
             problems.append("type is empty; write the event type, e.g. sale.delivered")
         elif type_ not in self.event_types:
             problems.append(self._unknown_type(type_))
+        else:
+            declared = self.fields.event_type(type_)
+            self._declared(extra, declared.fields, type_)
+            for name in declared.required:
+                if name not in extra:
+                    problems.append(
+                        f"{name} is empty; every {type_} event needs it (add a column "
+                        f"{name!r} and fill it in on this row)"
+                    )
         at = self._instant(values["at"], problems)
         if problems or at is None:
             return None
@@ -291,6 +306,26 @@ class RowParser:
             data=extra,
             id=values["id"],
         )
+
+    def _declared(self, extra: dict[str, Any], fields: Sequence[str], record: str) -> None:
+        for name in extra:
+            if name not in fields:
+                self._undeclared.setdefault(name, set()).add(record)
+
+    def warnings(self) -> list[str]:
+        """One line for the file: the extra columns with values no rule may name."""
+        if not self._undeclared:
+            return []
+        columns = "; ".join(
+            f"{name!r} (no field of {', '.join(sorted(records))})"
+            for name, records in sorted(self._undeclared.items())
+        )
+        key = "event_types" if self.layout.kind == "events" else f"{self.layout.kind[:-1]}_fields"
+        return [
+            f"{self.where}: columns a rule cannot name: {columns}. They are stored with the "
+            f"{self.layout.kind}; to use them in rules, declare them under {key}: in "
+            f"site.yaml, or check the header for a misspelling"
+        ]
 
     def _unknown_type(self, type_: str) -> str:
         # Cached: a file may repeat one misspelt type on every row.

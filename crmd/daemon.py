@@ -296,6 +296,15 @@ class Daemon:
             logger.error("reload refused: %s; still running the last good set", exc)
             self.reload_error = f"reload refused: {exc}"
             return False
+        except Exception as exc:  # a bad rule set never stops the daemon (issue 14, 7b)
+            logger.exception(
+                "reload refused: checking the files failed unexpectedly (%s: %s), a fault in "
+                "crmd worth reporting; still running the last good set",
+                type(exc).__name__,
+                exc,
+            )
+            self.reload_error = f"reload refused: {type(exc).__name__}: {exc}"
+            return False
         finally:
             self.notifier.ready(self._status_text())
         old, self.config = self.config, config

@@ -78,6 +78,7 @@ def import_csv(
         # was written. Raising here rolls the transaction back.
         if rows != checked or file_stamp(path) != stamp:
             raise changed_error(path)
+    result.warnings = parser.warnings()  # the CLI prints them
     logger.info(
         "imported %s: %d added, %d changed, %d unchanged",
         path,

@@ -36,6 +36,8 @@ class IntakeResult:
     added: int = 0
     changed: int = 0
     unchanged: int = 0
+    # What an import stored but would not refuse, such as columns no rule can name.
+    warnings: list[str] = field(default_factory=list)
 
 
 def new_event_id() -> str:

@@ -13,6 +13,7 @@ from typing import Any
 from crmd.action_compile import ActionCompiler
 from crmd.conditions import OPERATORS, SCOPES, Condition, compile_matcher
 from crmd.errors import RuleError
+from crmd.fieldcheck import RuleKind, samples, unknown_field
 from crmd.offsets import Offset, parse_offset, parse_time_of_day
 from crmd.rule import (
     AnnualTrigger,
@@ -28,7 +29,6 @@ from crmd.rule import (
 from crmd.rule_schema import did_you_mean
 from crmd.schedule_spec import SCHEDULE_KEYS, ScheduleSpecError, schedule_from_spec
 from crmd.site import Site
-from crmd.templates import RuleKind, sample_context
 from crmd.yamlpos import JsonPath, YamlSource
 
 
@@ -87,7 +87,9 @@ class RuleCompiler(ActionCompiler):
         self.set_fields = set_fields
         self.for_each = self.when.get("for_each") == "customer"
         self.date_scope = str(self.when.get("date", "")).partition(".")[0]
-        self.sample = sample_context(
+        # One sample fire per event type the rule receives (crmd.fieldcheck); the names
+        # available (customer, vehicle, event...) are the same in each but for task.
+        self.samples = samples(
             site,
             self.rule_id,
             self.kind,
@@ -96,6 +98,7 @@ class RuleCompiler(ActionCompiler):
             vehicle=self.date_scope == "vehicle",
             set_fields=sorted(set_fields),
         )
+        self.sample = self.samples[0].context
 
     def error(self, message: str, *path: str | int, at_key: bool = False) -> None:
         self.errors.append(
@@ -315,7 +318,7 @@ class RuleCompiler(ActionCompiler):
                 f"like customer.member"
             )
         if scope in self.sample:
-            return None
+            return unknown_field(scope, name, self.samples)
         if self.kind == "annual":
             return (
                 f"{path} is not available in an annually rule: it fires for a customer "

@@ -62,8 +62,22 @@ def load_rule_files(paths: Sequence[Path], site: Site) -> RuleSet:
     set_fields = set_fields_of([raw for _, _, raw in to_compile])
     rules: list[Rule] = []
     for source, index, raw in to_compile:
-        compiler = RuleCompiler(source, index, raw, site, set(first_seen), errors, set_fields)
-        rule = compiler.compile()
+        try:
+            compiler = RuleCompiler(source, index, raw, site, set(first_seen), errors, set_fields)
+            rule = compiler.compile()
+        except Exception as exc:  # whatever a rule's text makes a check raise (issue 14)
+            # Its error, at its id: `crmd check` never ends in a traceback, nor a reload in
+            # a dead daemon.
+            errors.append(
+                source.error(
+                    f"crmd could not check this rule ({type(exc).__name__}: {exc}); change "
+                    f"the rule, and report the rule to crmd's maintainers: the check should "
+                    f"have said what is wrong",
+                    ("rules", index, "id"),
+                    rule_id=raw["id"],
+                )
+            )
+            continue
         if rule is not None:
             rules.append(rule)
     if errors:

@@ -13,6 +13,7 @@ import yaml
 
 from crmd.errors import ConfigError
 from crmd.events import BUILTIN_EVENT_TYPES
+from crmd.fields import Fields, site_fields
 from crmd.siteschema import schema_problem, site_schema
 from crmd.workcal import WorkCalendar
 
@@ -29,7 +30,10 @@ DEFAULT_ROLES: tuple[str, ...] = (
     "gm",
 )
 SETTINGS_FILE = "site.yaml"
-SETTINGS_KEYS = {"name", "timezone", "store", "store_schema", "roles", "event_types", "calendar"}
+SETTINGS_KEYS = {
+    "name", "timezone", "store", "store_schema", "roles", "event_types", "customer_fields",
+    "vehicle_fields", "calendar",
+}  # fmt: skip
 CALENDAR_KEYS = {"published_through", "days_off", "working_days"}
 
 
@@ -44,6 +48,8 @@ class Site:
     roles: tuple[str, ...] = DEFAULT_ROLES
     event_types: tuple[str, ...] = BUILTIN_EVENT_TYPES
     calendar: WorkCalendar = field(default_factory=WorkCalendar)
+    # The fields of each event type, customer and vehicle that rules may name (crmd.fields).
+    fields: Fields = field(default_factory=Fields)
 
     @property
     def rules_dir(self) -> Path:
@@ -145,10 +151,19 @@ def load_site(root: Path | str | None = None) -> Site:
         published_through=cal_settings.get("published_through"),
     )
     roles = settings.get("roles", list(DEFAULT_ROLES))
-    extra_types = settings.get("event_types", [])
-    for key, value in (("roles", roles), ("event_types", extra_types)):
+    declared = _event_types(settings.get("event_types", []), path)
+    extra_types = list(declared)
+    customer_extra = settings.get("customer_fields", [])
+    vehicle_extra = settings.get("vehicle_fields", [])
+    for key, value in (
+        ("roles", roles),
+        ("customer_fields", customer_extra),
+        ("vehicle_fields", vehicle_extra),
+    ):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{path}: {key} must be a list of names")
+    for key, names in (("customer_fields", customer_extra), ("vehicle_fields", vehicle_extra)):
+        _field_names(names, f"{path}: {key}")
     store_url = os.environ.get("CRMD_STORE_URL") or str(settings.get("store", ""))
     if not store_url:
         store_url = f"sqlite:///{root / 'store' / 'crmd.db'}"
@@ -165,4 +180,40 @@ def load_site(root: Path | str | None = None) -> Site:
         event_types=BUILTIN_EVENT_TYPES
         + tuple(t for t in extra_types if t not in BUILTIN_EVENT_TYPES),
         calendar=calendar,
+        fields=site_fields(declared, customer_extra, vehicle_extra),
     )
+
+
+def _event_types(value: Any, path: Path) -> dict[str, tuple[list[str], list[str]]]:
+    """`event_types`: a list of type names, or a mapping of each type to its `fields` and
+    `required` fields (a built-in type named there gains those fields)."""
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return {name: ([], []) for name in value}
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"{path}: event_types must be a list of names, or a mapping of each type to its "
+            f"fields, like {{complaint.escalated: {{fields: [reason], required: [reason]}}}}"
+        )
+    declared: dict[str, tuple[list[str], list[str]]] = {}
+    for name, spec in value.items():
+        where = f"{path}: event_types: {name}"
+        spec = {} if spec is None else spec
+        if not isinstance(spec, dict) or set(spec) - {"fields", "required"}:
+            raise ConfigError(f"{where} takes only fields and required, each a list of names")
+        lists = [spec.get(key) or [] for key in ("fields", "required")]
+        for key, names in zip(("fields", "required"), lists, strict=True):
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise ConfigError(f"{where}: {key} must be a list of names")
+            _field_names(names, f"{where}: {key}")
+        declared[str(name)] = (lists[0], lists[1])
+    return declared
+
+
+def _field_names(names: list[str], where: str) -> None:
+    """A field is named in templates as `event.name`: letters (any script), digits and _."""
+    for name in names:
+        if not name.isidentifier():
+            raise ConfigError(
+                f"{where}: {name!r} is not a field name; use letters, digits and _, not "
+                f"starting with a digit, like next_visit or 来源"
+            )

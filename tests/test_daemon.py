@@ -25,11 +25,12 @@ from crmd.channels.email import EmailChannel
 from crmd.channels.sms import SmsChannel
 from crmd.cli import main
 from crmd.clock import FixedClock
-from crmd.daemon import Daemon
+from crmd.daemon import Config, Daemon, load_config
 from crmd.errors import RuleSetError
 from crmd.instance import AlreadyRunning, InstanceLock, lock_path, running_pid
 from crmd.logs import mask
 from crmd.notify import Notifier
+from crmd.site import Site
 from crmd.store import Store
 from crmd.testing import FakeSystemd, Harness
 
@@ -171,6 +172,42 @@ def test_reload_refuses_a_bad_rule_set_and_keeps_the_last_good_one(
     clock.set(h.local("2026-11-23 09:00"))
     daemon.tick_once()
     assert len(h.tasks("daily-board")) == 1
+
+
+def test_reload_refuses_a_template_that_raises_and_keeps_running(
+    make_site: Callable[[str], Harness], logs: Records
+) -> None:
+    h = make_site(DAILY)
+    daemon, clock = daemon_for(h, "2026-11-23 08:00")
+    daemon.tick_once()
+    # A division by zero used to escape the check and end the daemon's loop (issue 14, 7b).
+    (h.root / "rules" / "test.yaml").write_text(DAILY.replace("fire.at | date", "1 // 0"))
+    assert not daemon.reload()
+    assert "rules/test.yaml:8:18: task.title: template fails" in logs.text()
+    assert "ZeroDivisionError" in logs.text()
+    assert [r.id for r in daemon.engine.rules] == ["daily-board"]
+    clock.set(h.local("2026-11-23 09:00"))
+    daemon.tick_once()
+    assert len(h.tasks("daily-board")) == 1
+
+
+def test_reload_survives_a_check_that_fails_unexpectedly(
+    make_site: Callable[[str], Harness], logs: Records
+) -> None:
+    h = make_site(DAILY)
+    calls: list[int] = []
+
+    def configure(site: Site, store: Store) -> Config:
+        calls.append(1)
+        if len(calls) > 1:  # a fault in crmd's own checking, not a mistake in a file
+            raise RecursionError("maximum recursion depth exceeded")
+        return load_config(site, store)
+
+    daemon = Daemon(h.site, h.store, FixedClock(h.local("2026-11-23 08:00")), configure=configure)
+    assert not daemon.reload()
+    assert "reload refused: checking the files failed unexpectedly (RecursionError" in logs.text()
+    assert daemon.reload_error == "reload refused: RecursionError: maximum recursion depth exceeded"
+    assert [r.id for r in daemon.engine.rules] == ["daily-board"]
 
 
 def test_reload_refuses_a_bad_channel_file_and_keeps_the_last_good_sender(
@@ -608,7 +645,7 @@ class RecordingSender:
 def test_the_sender_step_runs_after_the_rules_each_pass(
     make_site: Callable[[str], Harness], dry_run: bool
 ) -> None:
-    from crmd.daemon import Config, load_config
+    from crmd.daemon import load_config
 
     h = make_site(DAILY)
     sender = RecordingSender()

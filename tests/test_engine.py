@@ -349,15 +349,15 @@ rules:
   - id: mileage-note
     when: {event: service.completed}
     do:
-      - task: {role: service_callback, title: "{{ event.plate.upper() }} 保养"}
+      - task: {role: service_callback, title: "{{ event.kind.upper() }} 保养"}
 """
     )
     h.tick("2026-11-01 00:00")
     h.customer("C1")
     h.customer("C2")
-    h.event("service.completed", "2026-11-02 10:00", "C1", data={"plate": "yue-a1"})
+    h.event("service.completed", "2026-11-02 10:00", "C1", data={"kind": "yue-a1"})
     # A number where the rule expects text: the template cannot render for this subject.
-    h.event("service.completed", "2026-11-02 10:00", "C2", data={"plate": 12345})
+    h.event("service.completed", "2026-11-02 10:00", "C2", data={"kind": 12345})
     report = h.tick("2026-11-02 10:01")
     assert sorted((f.customer_id, f.status) for f in report.fires) == [
         ("C1", "fired"),

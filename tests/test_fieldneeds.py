@@ -4,7 +4,9 @@ builds only the event fields it names."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from crmd.fieldneeds import fields_needed
@@ -37,6 +39,16 @@ rules:
 """
 
 
+@pytest.fixture
+def declared(tmp_path: Path) -> None:
+    """The site gives sale.delivered two fields of its own (crmd check refuses others)."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "site.yaml").write_text(
+        "event_types:\n  sale.delivered: {fields: [model, missing]}\n", encoding="utf-8"
+    )
+
+
+@pytest.mark.usefixtures("declared")
 def test_a_rule_reads_the_columns_it_names_or_whole_rows(make_site: MakeSite) -> None:
     h = make_site(RULES)
     rules = {r.id: r for r in h.engine.rules}
@@ -58,6 +70,7 @@ def test_a_rule_reads_the_columns_it_names_or_whole_rows(make_site: MakeSite) ->
     assert fields_needed(rules["eventful"])["event"] == ("at", "id", "missing", "model")
 
 
+@pytest.mark.usefixtures("declared")
 def test_narrowed_and_whole_contexts_render_the_same_fields(make_site: MakeSite) -> None:
     h = make_site(RULES)
     h.tick("2026-11-01 08:00")
@@ -87,8 +100,8 @@ def test_narrowed_and_whole_contexts_render_the_same_fields(make_site: MakeSite)
     assert ("plain", "C3") not in titles  # not a member: the condition read `member`
     assert titles[("filtered", "C1")] == "张三"
     assert titles[("attribute", "C1")] == "张三 {'level': '金卡'}"
-    # The event's column, time (in the site's zone), data field and a missing field (its
-    # placeholder, crmd.placeholders).
+    # The event's column, time (in the site's zone), data field and a declared field the
+    # event does not carry (its placeholder, crmd.placeholders).
     assert titles[("eventful", "C1")] == "E1 2026-11-02 15:00:00+08:00 轩逸 [[缺 event.missing]]"
     assert ("eventful", "C3") not in titles  # the condition read the event's data
     # The opted-out customer gets no message: the sms read `opt_out`.

@@ -362,7 +362,7 @@ def test_an_event_time_without_offset_is_site_local(
 ) -> None:
     path = write(
         tmp_path / "events.csv",
-        "id,type,at\nE1,weather.alert,2026-11-20 09:30\nE2,weather.alert,2026-11-20T09:30Z\n",
+        "id,type,at\nE1,member.joined,2026-11-20 09:30\nE2,member.joined,2026-11-20T09:30Z\n",
     )
 
     import_csv(store, site, path, "events", NOW)
@@ -377,7 +377,7 @@ def test_unknown_event_types_and_bad_times_are_refused(
 ) -> None:
     path = write(
         tmp_path / "events.csv",
-        "id,type,at\nE1,sale.deliverd,2026-11-20 09:30\nE2,weather.alert,2026-11-20 25:00\nE3,,\n",
+        "id,type,at\nE1,sale.deliverd,2026-11-20 09:30\nE2,member.joined,2026-11-20 25:00\nE3,,\n",
     )
 
     lines = rejected(store, site, path, "events").splitlines()
@@ -573,3 +573,87 @@ def test_cli_refuses_a_bad_file(store: Store, tmp_path: Path) -> None:
         f"crmd: {path}:row 4: birthday '1990-13-01' is not a date; write YYYY-MM-DD"
     )
     assert count(store, customers) == 0
+
+
+# ---------------------------------------------------------------- declared fields
+
+
+def test_an_event_missing_a_field_its_type_requires_is_refused(
+    store: Store, site: Site, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path / "events.csv",
+        "id,type,at,kind\n"
+        "E1,weather.alert,2026-11-20 09:30,暴雨\n"
+        "E2,weather.alert,2026-11-20 10:30,\n"
+        "E3,report.submitted,2026-11-20 11:30,\n",
+    )
+
+    assert rejected(store, site, path, "events").splitlines() == [
+        f"{path}:row 3: kind is empty; every weather.alert event needs it (add a column "
+        "'kind' and fill it in on this row)",
+        f"{path}:row 4: report is empty; every report.submitted event needs it (add a column "
+        "'report' and fill it in on this row)",
+        f"{path}: 2 problems; nothing was imported. Fix the file and import it again.",
+    ]
+    assert count(store, events) == 0
+
+
+def test_a_site_s_required_fields_are_required_too(tmp_path: Path, site_store: str | None) -> None:
+    (tmp_path / "site.yaml").write_text(
+        "store: sqlite:///crmd.db\nevent_types: {complaint.escalated: {required: [level]}}\n",
+        encoding="utf-8",
+    )
+    site = load_site(tmp_path)
+    store = Store.open(site_store or f"sqlite:///{tmp_path}/crmd.db")
+    try:
+        path = write(tmp_path / "events.csv", "id,type,at\nE1,complaint.escalated,2026-11-20\n")
+        assert rejected(store, site, path, "events").startswith(
+            f"{path}:row 2: level is empty; every complaint.escalated event needs it"
+        )
+        write(path, "id,type,at,level\nE1,complaint.escalated,2026-11-20,high\n")
+        assert counts(import_csv(store, site, path, "events", NOW)) == (1, 0, 0)
+    finally:
+        store.dispose()
+
+
+def test_columns_no_rule_can_name_are_stored_with_one_warning_per_file(
+    store: Store, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path / "events.csv",
+        "id,type,at,knid,kind,mileage\n"
+        "E1,weather.alert,2026-11-20 09:30,x,暴雨,\n"
+        "E2,service.completed,2026-11-20 09:30,y,maintenance,12000\n"
+        "E3,member.joined,2026-11-20 09:30,,,\n",
+    )
+
+    result = run_cli("--site", str(tmp_path), "import", str(path), "--kind", "events")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{path}: 3 added, 0 changed, 0 unchanged\n"
+    # Empty cells are no values: member.joined's row names no column.
+    assert result.stderr.splitlines() == [
+        f"warning: {path}: columns a rule cannot name: 'knid' (no field of "
+        "service.completed, weather.alert). They are stored with the events; to use them in "
+        "rules, declare them under event_types: in site.yaml, or check the header for a "
+        "misspelling"
+    ]
+    assert row_of(store, events, "E1").data == {"knid": "x", "kind": "暴雨"}
+
+
+def test_customer_columns_no_rule_can_name_are_warned_of(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path / "customers.csv", CUSTOMERS)  # 来源: an attribute nobody declared
+    result = run_cli("--site", str(tmp_path), "import", str(path), "--kind", "customers")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        f"warning: {path}: columns a rule cannot name: '来源' (no field of customer). They "
+        "are stored with the customers; to use them in rules, declare them under "
+        "customer_fields: in site.yaml, or check the header for a misspelling"
+    ]
+    (tmp_path / "site.yaml").write_text(
+        "store: sqlite:///crmd.db\ncustomer_fields: [来源]\n", encoding="utf-8"
+    )
+    again = run_cli("--site", str(tmp_path), "import", str(path), "--kind", "customers")
+    assert again.exit_code == 0, again.output
+    assert again.stderr == ""

@@ -15,6 +15,7 @@ import pytest
 
 from crmd.errors import RuleSetError
 from crmd.events import BUILTIN_EVENT_TYPES
+from crmd.fieldcheck import sample_context
 from crmd.offsets import Offset
 from crmd.rule import (
     CancelAction,
@@ -32,7 +33,7 @@ from crmd.rule import (
 from crmd.ruleset import load_rules
 from crmd.schedule_spec import schedule_from_spec
 from crmd.site import Site
-from crmd.templates import Template, sample_context
+from crmd.templates import Template
 from crmd.testing import Harness
 
 MakeSite = Callable[[str], Harness]
@@ -537,11 +538,11 @@ rules:
     when: {event: task.attempted}
     where: {event.score: {lt: 7}}
     do:
-      - emit: {event: complaint.opened, data: {reason: "评分 {{ event.score }}"}}
+      - emit: {event: complaint.opened, data: {summary: "评分 {{ event.score }}"}}
   - id: complaint-followup
     when: {event: complaint.opened}
     do:
-      - task: {role: cr_manager, title: "投诉跟进 {{ event.reason }}"}
+      - task: {role: cr_manager, title: "投诉跟进 {{ event.summary }}"}
   - id: call
     when: {event: sale.delivered}
     do:
