@@ -357,7 +357,7 @@ rules:
 def test_fires_lists_retries_and_dismisses_failed_fires(site: Path) -> None:
     (site / "rules" / "extra.yaml").write_text(RAISING, encoding="utf-8")
     with (site / "site.yaml").open("a", encoding="utf-8") as settings:
-        settings.write("event_types: [survey.scored]\n")
+        settings.write("event_types: {survey.scored: {fields: [score]}}\n")
     assert crmd(site, "--now", "2026-03-01T00:00", "tick").exit_code == 0
     (site / "c.csv").write_text("id,name,phone\nC1,张三,13800138000\n", encoding="utf-8")
     imported = crmd(

@@ -8,6 +8,7 @@ what to fix, counted where people look, and is made once the data is there (crmd
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from crmd.testing import Harness
 
@@ -129,7 +130,13 @@ rules:
 """
 
 
-def test_a_template_raising_on_one_event_fails_that_fire_alone(make_site: MakeSite) -> None:
+def test_a_template_raising_on_one_event_fails_that_fire_alone(
+    make_site: MakeSite, tmp_path: Path
+) -> None:
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "site.yaml").write_text(
+        "event_types: {member.joined: {fields: [score]}}\n", encoding="utf-8"
+    )
     h = make_site(RAISING.replace("survey.scored", "member.joined"))
     h.tick("2026-03-01 00:00")
     h.customer("C1", name="张三")
