@@ -45,12 +45,14 @@ from crmd.candidates import (
     fan_out,
     schedule_pages,
 )
-from crmd.errors import CrmdError
+from crmd.errors import CalendarNotPublished, CrmdError
 from crmd.events import TASK_OVERDUE
 from crmd.gcpause import collector_paused
+from crmd.horizon import Stop, first_failure
 from crmd.paging import Page, PageSizer
 from crmd.report import FireRecord, TickReport
 from crmd.rule import DateTrigger, EventTrigger, Rule, RuleSet, ScheduleTrigger
+from crmd.rule_errors import clear_failure, failing_rules, record_failure
 from crmd.schedules import once_a_day
 from crmd.sharing import START_KEY, RuleLocks, lock_for_transaction
 from crmd.site import Site
@@ -89,6 +91,8 @@ class Engine:
         self._locks: RuleLocks | None = None
         # Fires of the page in flight, reported when its transaction commits.
         self._staged: list[FireRecord] = []
+        # The rules recorded as failing when the tick began (crmd.rule_errors).
+        self._failing: set[str] = set()
 
     # ------------------------------------------------------------ entry points
 
@@ -113,6 +117,7 @@ class Engine:
         now = now.astimezone(UTC)
         report = TickReport(now=now, late_as_of=late_as_of, on_fire=on_fire)
         self._prepare_states(unit, now, window_start)
+        failing = self._failing
         failed: set[str] = set()
         for round_no in range(1, MAX_ROUNDS + 1):
             report.rounds = round_no
@@ -125,18 +130,56 @@ class Engine:
                         # Not mine: another daemon on this store is evaluating it now.
                         if mine:
                             produced += self._evaluate(unit, rule, now, report)
+                            if rule.id in failing:
+                                clear_failure(unit, rule.id)
+                                failing.discard(rule.id)
                 except StoreError:
                     raise  # the store's trouble, not the rule's: the whole tick stops
                 except CrmdError as exc:
                     # One rule's trouble (say, an unpublished calendar year) must not stop
                     # the others; its watermark stays put, so it retries next tick.
                     failed.add(rule.id)
+                    if unit.dry_run and isinstance(exc, CalendarNotPublished):
+                        # A plan lists what the rule does up to there (report.stops).
+                        produced += self._plan_up_to_stop(unit, rule, now, report, exc)
+                        continue
                     report.errors.append(f"rule {rule.id}: {exc}")
+                    record_failure(unit, rule.id, str(exc), now)
                     logger.error("rule %s failed: %s", rule.id, exc, extra={"rule": rule.id})
             produced += self._mark_overdue(unit, now, report)
             if not produced:
                 break
         return report
+
+    def _plan_up_to_stop(
+        self,
+        unit: Unit,
+        rule: Rule,
+        now: datetime,
+        report: TickReport,
+        failed: CalendarNotPublished,
+    ) -> int:
+        """In a plan, a rule that needs a calendar year not known goes as far as it can.
+
+        Its evaluation is tried up to earlier times (crmd.horizon.first_failure) until the
+        first minute it fails at is found: its fires before that are in the plan, and
+        `report.stops` says where it stopped and why. Returns the events it produced.
+        """
+        with unit.batch() as conn:
+            start = q.load_rule_state(conn, rule.id).watermark
+        produced = 0
+
+        def attempt(upto: datetime) -> CalendarNotPublished | None:
+            nonlocal produced
+            try:
+                produced += self._evaluate(unit, rule, upto, report)
+            except CalendarNotPublished as exc:
+                return exc
+            return None
+
+        at, error = first_failure(start, now, attempt, failed)
+        report.stops[rule.id] = Stop(at, error.year, str(error))
+        return produced
 
     def _claim(self, unit: Unit, rule: Rule) -> AbstractContextManager[bool]:
         """This process's turn at a rule (always, on SQLite or in a dry run)."""
@@ -166,6 +209,7 @@ class Engine:
         with unit.batch() as conn:
             lock_for_transaction(conn, START_KEY)  # daemons starting together take turns
             states = q.load_rule_states(conn)
+            self._failing = failing_rules(conn, states, self.rules)
             max_seq = q.max_event_seq(conn)
             for rule in self.rules:
                 if rule.id in states:
