@@ -346,7 +346,9 @@ def plan(
 
     try:
         with Unit(app.store, dry_run=True) as unit:
-            report = engine.tick(unit, end, window_start=start, late_as_of=app.now, on_fire=on_fire)
+            report = engine.tick(
+                unit, end, window_start=start, late_as_of=app.now, on_fire=on_fire, up_to_stops=True
+            )
         for line in lines:
             if stream is not None:
                 stream.put(line)

@@ -104,13 +104,16 @@ class Engine:
         window_start: datetime | None = None,
         late_as_of: datetime | None = None,
         on_fire: Callable[[FireRecord], None] | None = None,
+        up_to_stops: bool = False,
     ) -> TickReport:
         """One evaluation pass at `now`; running it twice at the same `now` changes nothing.
 
         `window_start` (for `plan`) evaluates every rule as if its watermark were there;
         `late_as_of` (for `plan`, the real clock) judges lateness as if each fire were written
         at its own time or at `late_as_of`, whichever comes later. `on_fire` sees every fire
-        as it is made; the report keeps counts and a sample (crmd.report).
+        as it is made; the report keeps counts and a sample (crmd.report). `up_to_stops`
+        (for `plan`, in a dry run) evaluates a rule that needs a calendar year not known up
+        to where it stops, and says so in `report.stops`, instead of failing it.
         """
         if now.tzinfo is None:
             raise ValueError("tick needs an aware `now`")
@@ -139,7 +142,7 @@ class Engine:
                     # One rule's trouble (say, an unpublished calendar year) must not stop
                     # the others; its watermark stays put, so it retries next tick.
                     failed.add(rule.id)
-                    if unit.dry_run and isinstance(exc, CalendarNotPublished):
+                    if up_to_stops and unit.dry_run and isinstance(exc, CalendarNotPublished):
                         # A plan lists what the rule does up to there (report.stops).
                         produced += self._plan_up_to_stop(unit, rule, now, report, exc)
                         continue

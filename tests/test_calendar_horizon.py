@@ -27,8 +27,10 @@ from crmd.daemon import Daemon
 from crmd.errors import ConfigError
 from crmd.horizon import AHEAD, DailyCalendarCheck, calendar_needs
 from crmd.instance import InstanceLock, lock_path
+from crmd.report import TickReport
 from crmd.ruleset import load_rules
 from crmd.site import load_site
+from crmd.store import Unit
 from crmd.testing import Harness
 
 REPO = Path(__file__).resolve().parent.parent
@@ -390,3 +392,44 @@ def test_plan_into_2027_lists_every_fire_it_can_and_marks_where_each_rule_stops(
     assert "2026-12-30 09:00  price-tracking" in listing.output
     assert "stop: rule price-tracking at 2026-12-31 09:00" in listing.output
     assert "stop: rule daily-board" not in listing.output
+
+
+def test_an_event_rule_is_planned_up_to_its_stop_and_a_dry_run_daemon_still_fails_it(
+    make_site: Callable[[str], Harness],
+) -> None:
+    h = make_site(
+        """
+rules:
+  - id: service-callback
+    when: {event: service.completed, after: 3 working days}
+    do:
+      - task: {role: service_callback, title: "回访"}
+"""
+    )
+    h.tick("2026-12-01 00:00")
+    h.customer("C1")
+    h.event("service.completed", "2026-12-20 10:00", "C1")  # fires 2026-12-23 10:00
+    h.event("service.completed", "2026-12-29 10:00", "C1")  # 3 working days run into 2027
+
+    def plan(up_to_stops: bool) -> TickReport:
+        with Unit(h.store, dry_run=True) as unit:
+            return h.engine.tick(
+                unit,
+                h.local("2027-01-10 00:00"),
+                window_start=h.local("2026-12-01 00:00"),
+                up_to_stops=up_to_stops,
+            )
+
+    planned = plan(up_to_stops=True)
+    assert [f.fire_at for f in planned.fires] == [h.local("2026-12-23 10:00")]
+    stop = planned.stops["service-callback"]
+    assert stop.year == 2027
+    # It stops once a tick would read the 29 December event, before it could fire.
+    assert h.local("2026-12-29 10:00") < stop.at <= h.local("2027-01-01 10:00")
+    assert planned.errors == []
+    # A daemon's dry run is no plan: the rule fails and says so, as on a real tick.
+    dry = plan(up_to_stops=False)
+    assert dry.stops == {}
+    assert dry.fires == []
+    assert "rule service-callback" in dry.errors[0]
+    assert h.fires() == []  # a dry run writes nothing
