@@ -24,7 +24,7 @@ from crmd.engine import Engine
 from crmd.errors import CrmdError, RuleSetError
 from crmd.events import ATTEMPT_OUTCOMES
 from crmd.health import live_daemons, site_directories, site_health, survey_site
-from crmd.horizon import CalendarNeed, calendar_needs, calendar_warnings
+from crmd.horizon import CalendarNeed, calendar_needs, calendar_warnings, site_year_warnings
 from crmd.intake import NewEvent, record_events
 from crmd.logs import setup_logging
 from crmd.report import FireRecord, TickReport
@@ -186,9 +186,8 @@ def check(app: App) -> None:
             err=True,
         )
     # Warned ahead (issue 14): a rule needing a year the calendar does not know fails then.
-    for warning in calendar_warnings(
-        calendar_needs(ruleset.rules, app.site, app.now), app.site, app.now
-    ):
+    needs = calendar_needs(ruleset.rules, app.site, app.now)
+    for warning in calendar_warnings(needs, app.site, app.now) + site_year_warnings(app.site):
         click.echo(f"warning: {warning}", err=True)
     click.echo(
         f"ok: {len(ruleset.rules)} rules in {len(ruleset.files)} files, "

@@ -145,6 +145,25 @@ def calendar_warnings(needs: Sequence[CalendarNeed], site: Site, now: datetime) 
     return lines
 
 
+def site_year_warnings(site: Site) -> list[str]:
+    """Years the site's published_through takes beyond the holidays package without listing
+    a single day of them: only their statutory holidays would count, no 调休 at all, which
+    no year of the official calendar has had."""
+    cal = site.calendar
+    bare = [
+        year
+        for year in range(cal.library_last + 1, cal.last_published + 1)
+        if year not in cal.site_years
+    ]
+    return [
+        f"calendar: published_through is {cal.last_published}, but site.yaml lists no day off "
+        f"or working day of {year}, so {year} counts only its statutory holidays; list the "
+        f"days off and make-up working days of the State Council's notice (docs/sites.md, "
+        f"*The working calendar*)"
+        for year in bare
+    ]
+
+
 class DailyCalendarCheck:
     """The daemon's look ahead: logs calendar_warnings once a site-local day, not every tick."""
 

@@ -337,6 +337,16 @@ def test_the_documented_year_runs_the_rules_through_2027(site: Path) -> None:
     assert "calendar for 2028" in later.stderr
 
 
+def test_check_warns_of_a_year_published_through_without_a_day_of_it(site: Path) -> None:
+    (site / "site.yaml").write_text("calendar:\n  published_through: 2027\n", encoding="utf-8")
+    result = crmd(site, "--now", "2026-12-04T10:00", "check")
+    assert result.exit_code == 0
+    assert "lists no day off or working day of 2027" in result.stderr
+    assert "calendar for 2027" not in result.stderr  # it is published, if barely
+    (site / "site.yaml").write_text(docs_example(), encoding="utf-8")
+    assert "lists no day off" not in crmd(site, "--now", "2026-12-04T10:00", "check").stderr
+
+
 @pytest.mark.parametrize(
     ("calendar", "message"),
     [
