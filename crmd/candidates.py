@@ -127,13 +127,7 @@ def date_pages(
     """
     tz, cal = site.timezone, site.calendar
     offset = trigger.before or trigger.after
-    low, high = offset.bounds() if offset is not None else (timedelta(0), timedelta(0))
-    first, last = watermark.astimezone(tz).date(), now.astimezone(tz).date()
-    one = timedelta(days=1)
-    if trigger.before is not None:  # value = fire day + offset
-        span = (first + low - one, last + high + one)
-    else:  # value = fire day - offset
-        span = (first - high - one, last - low + one)
+    span = date_span(trigger, tz, watermark, now)
     cursor: tuple[date, str] | None = None
     while True:
         size = page_rows()
@@ -161,6 +155,19 @@ def date_pages(
         if len(rows) < size:
             return
         cursor = (rows[-1].value, rows[-1].subject_id)
+
+
+def date_span(
+    trigger: DateTrigger, tz: ZoneInfo, watermark: datetime, now: datetime
+) -> tuple[date, date]:
+    """The stored dates (first, last, inclusive) whose fires may lie in (watermark, now]."""
+    offset = trigger.before or trigger.after
+    low, high = offset.bounds() if offset is not None else (timedelta(0), timedelta(0))
+    first, last = watermark.astimezone(tz).date(), now.astimezone(tz).date()
+    one = timedelta(days=1)
+    if trigger.before is not None:  # value = fire day + offset
+        return first + low - one, last + high + one
+    return first - high - one, last - low + one  # value = fire day - offset
 
 
 def fan_out(candidates: Sequence[Candidate], people: Sequence[Row[Any]]) -> list[Candidate]:

@@ -25,6 +25,7 @@ from crmd.engine import Engine
 from crmd.errors import CrmdError, RuleSetError
 from crmd.events import ATTEMPT_OUTCOMES
 from crmd.health import live_daemons, site_directories, site_health, survey_site
+from crmd.horizon import CalendarNeed, calendar_needs, calendar_warnings, site_year_warnings
 from crmd.intake import NewEvent, record_events
 from crmd.logs import setup_logging
 from crmd.nowguard import refuse_going_back
@@ -36,10 +37,12 @@ from crmd.store import Store, Unit
 from crmd.view import (
     FireJsonStream,
     LinesByTime,
+    failing_lines,
     fire_line,
     fires_table,
     message_json,
     outbox_table,
+    plan_stops,
     plan_summary_table,
     sites_table,
     task_json,
@@ -206,6 +209,10 @@ def check(app: App) -> None:
             f"warning: channel {name} is not ready: {why}; until then its messages are held",
             err=True,
         )
+    # Warned ahead (issue 14): a rule needing a year the calendar does not know fails then.
+    needs = calendar_needs(ruleset.rules, app.site, app.now)
+    for warning in calendar_warnings(needs, app.site, app.now) + site_year_warnings(app.site):
+        click.echo(f"warning: {warning}", err=True)
     click.echo(
         f"ok: {len(ruleset.rules)} rules in {len(ruleset.files)} files, "
         f"{len(channels.settings)} channels"
@@ -382,7 +389,9 @@ def plan(
 
     try:
         with Unit(app.store, dry_run=True) as unit:
-            report = engine.tick(unit, end, window_start=start, late_as_of=app.now, on_fire=on_fire)
+            report = engine.tick(
+                unit, end, window_start=start, late_as_of=app.now, on_fire=on_fire, up_to_stops=True
+            )
         for line in lines:
             if stream is not None:
                 stream.put(line)
@@ -392,8 +401,9 @@ def plan(
         lines.close()
     if only_rules:
         report.rules = {r: t for r, t in report.rules.items() if r in only_rules}
+        report.stops = {r: s for r, s in report.stops.items() if r in only_rules}
     if stream is not None:
-        stream.close(report.overdue, report.overdue_count, report.errors)
+        stream.close(report.overdue, report.overdue_count, report.errors, report.stops)
         click.echo()
         return
     if not summary:
@@ -401,6 +411,11 @@ def plan(
     if report.rules:
         descriptions = {r.id: r.description for r in engine.rules}
         plan_summary_table(report.rules, descriptions, app.site)
+    if summary:
+        for error in report.errors:
+            click.echo(f"error: {error}", err=True)
+    for line in plan_stops(report.stops, app.site):
+        click.echo(line)
 
 
 @main.command("tasks")
@@ -546,11 +561,16 @@ def _reload_shared(app: App, rules: int) -> None:
 def status(app: App, as_json: bool) -> None:
     """Whether the daemon runs, its last tick and lag, and the open, overdue and held work.
 
-    Exits 0 when a daemon is running and all is well, 3 when none is (like `systemctl
-    status`), 4 while failed fires wait to be fixed (`crmd fires --failed`).
+    Exits 0 when a daemon is running and all is well; 3 when no daemon is running (like
+    `systemctl status`); 1 when a rule is failing on every tick; 4 while failed fires wait
+    to be fixed (`crmd fires --failed`).
     """
     health = site_health(app.site, app.store, app.now)
     info = health.as_json()
+    needs = _calendar_needs(app)
+    info["calendar_needs"] = [
+        {"rule": n.rule_id, "year": n.year, "from": n.at.isoformat()} for n in needs
+    ]
     running, pid, counts = health.running, health.pid, health.counts
     last_tick, lag = health.last_tick, health.lag_seconds
     if as_json:
@@ -583,10 +603,30 @@ def status(app: App, as_json: bool) -> None:
                 f"failed fires: {counts['failed_fires']} (customers owed work that could not "
                 f"be done: `crmd fires --failed`)"
             )
+        for line in failing_lines(health.failing, app.site):
+            click.echo(line)
+        for warning in calendar_warnings(needs, app.site, app.now):
+            click.echo(f"warning: {warning}", err=True)
     if pid is None:
         sys.exit(3)
+    if health.failing:
+        sys.exit(1)
     if counts["failed_fires"]:
         sys.exit(4)
+
+
+def _calendar_needs(app: App) -> list[CalendarNeed]:
+    """The rules that soon need a calendar year not known (crmd.horizon), for `status`."""
+    try:
+        rules = app.rules()
+    except CrmdError:
+        click.echo(
+            "warning: the rule files have errors (`crmd check` lists them), so the calendar "
+            "was not looked ahead",
+            err=True,
+        )
+        return []
+    return calendar_needs(rules.rules, app.site, app.now)
 
 
 @main.command()

@@ -31,6 +31,7 @@ from crmd import queries as q
 from crmd.clock import Clock
 from crmd.engine import Engine
 from crmd.errors import CrmdError, RuleSetError
+from crmd.horizon import DailyCalendarCheck
 from crmd.instance import InstanceLock, lock_path
 from crmd.notify import Notifier
 from crmd.ruleset import load_rules
@@ -112,6 +113,8 @@ class Daemon:
         self.last_error: str | None = None  # the last pass's store error, if it failed
         self.reload_error: str | None = None  # why the last reload was refused, until one works
         self._last_ping = time.monotonic()
+        # Warns once a day of rules that soon need a calendar year not known (issue 14).
+        self.calendar_check = DailyCalendarCheck()
         # When this daemon last showed progress (a pass began, a batch was committed): a
         # process running several sites feeds systemd's watchdog only while all progress.
         self.progressed = time.monotonic()
@@ -205,6 +208,7 @@ class Daemon:
                     report.failed_pending,
                 )
             self.notifier.status(self._status_text())
+        self.calendar_check.maybe_warn(self.engine.rules, self.site, now)
         fired, late, skipped = report.count("fired"), report.late_fired, report.count("skipped")
         failed = report.count("failed")
         if not (report.count() or report.overdue_count or report.errors) and not self.dry_run:
@@ -312,6 +316,7 @@ class Daemon:
         if close is not None and old.sender is not config.sender:
             close()  # the old channels' connections (SMTP) go with the old settings
         self.reload_error = None
+        self.calendar_check.forget()  # the new rules may need other years
         logger.info("reloaded: %d rules", len(self.engine.rules))
         return True
 

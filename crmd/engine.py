@@ -46,12 +46,14 @@ from crmd.candidates import (
     fan_out,
     schedule_pages,
 )
-from crmd.errors import CrmdError
+from crmd.errors import CalendarNotPublished, CrmdError
 from crmd.events import TASK_OVERDUE
 from crmd.gcpause import collector_paused
+from crmd.horizon import Stop, first_failure
 from crmd.paging import Page, PageSizer
 from crmd.report import FireRecord, TickReport
 from crmd.rule import DateTrigger, EventTrigger, Rule, RuleSet, ScheduleTrigger
+from crmd.rule_errors import clear_failure, failing_rules, record_failure
 from crmd.schedules import once_a_day
 from crmd.sharing import START_KEY, RuleLocks, lock_for_transaction
 from crmd.site import Site
@@ -95,6 +97,8 @@ class Engine:
         self.retried_all = False
         # Fires of the page in flight, reported when its transaction commits.
         self._staged: list[FireRecord] = []
+        # The rules recorded as failing when the tick began (crmd.rule_errors).
+        self._failing: set[str] = set()
 
     # ------------------------------------------------------------ entry points
 
@@ -106,19 +110,23 @@ class Engine:
         window_start: datetime | None = None,
         late_as_of: datetime | None = None,
         on_fire: Callable[[FireRecord], None] | None = None,
+        up_to_stops: bool = False,
     ) -> TickReport:
         """One evaluation pass at `now`; running it twice at the same `now` changes nothing.
 
         `window_start` (for `plan`) evaluates every rule as if its watermark were there;
         `late_as_of` (for `plan`, the real clock) judges lateness as if each fire were written
         at its own time or at `late_as_of`, whichever comes later. `on_fire` sees every fire
-        as it is made; the report keeps counts and a sample (crmd.report).
+        as it is made; the report keeps counts and a sample (crmd.report). `up_to_stops`
+        (for `plan`, in a dry run) evaluates a rule that needs a calendar year not known up
+        to where it stops, and says so in `report.stops`, instead of failing it.
         """
         if now.tzinfo is None:
             raise ValueError("tick needs an aware `now`")
         now = now.astimezone(UTC)
         report = TickReport(now=now, late_as_of=late_as_of, on_fire=on_fire)
         self._prepare_states(unit, now, window_start)
+        failing = self._failing
         failed: set[str] = set()
         for round_no in range(1, MAX_ROUNDS + 1):
             report.rounds = round_no
@@ -136,13 +144,21 @@ class Engine:
                         # Not mine: another daemon on this store is evaluating it now.
                         if mine:
                             produced += self._evaluate(unit, rule, now, report)
+                            if rule.id in failing:
+                                clear_failure(unit, rule.id)
+                                failing.discard(rule.id)
                 except NOT_THE_RULES:
                     raise  # the store's or the machine's trouble: the whole tick stops
                 except Exception as exc:
                     # One rule's trouble (say, an unpublished calendar year) must not stop
                     # the others; its watermark stays put, so it retries next tick.
                     failed.add(rule.id)
+                    if up_to_stops and unit.dry_run and isinstance(exc, CalendarNotPublished):
+                        # A plan lists what the rule does up to there (report.stops).
+                        produced += self._plan_up_to_stop(unit, rule, now, report, exc)
+                        continue
                     report.errors.append(f"rule {rule.id}: {exc}")
+                    record_failure(unit, rule.id, str(exc), now)
                     logger.error(
                         "rule %s failed: %s",
                         rule.id,
@@ -222,6 +238,36 @@ class Engine:
             if len(rows) < txn.size:
                 return produced
 
+    def _plan_up_to_stop(
+        self,
+        unit: Unit,
+        rule: Rule,
+        now: datetime,
+        report: TickReport,
+        failed: CalendarNotPublished,
+    ) -> int:
+        """In a plan, a rule that needs a calendar year not known goes as far as it can.
+
+        Its evaluation is tried up to earlier times (crmd.horizon.first_failure) until the
+        first minute it fails at is found: its fires before that are in the plan, and
+        `report.stops` says where it stopped and why. Returns the events it produced.
+        """
+        with unit.batch() as conn:
+            start = q.load_rule_state(conn, rule.id).watermark
+        produced = 0
+
+        def attempt(upto: datetime) -> CalendarNotPublished | None:
+            nonlocal produced
+            try:
+                produced += self._evaluate(unit, rule, upto, report)
+            except CalendarNotPublished as exc:
+                return exc
+            return None
+
+        at, error = first_failure(start, now, attempt, failed)
+        report.stops[rule.id] = Stop(at, error.year, str(error))
+        return produced
+
     def _claim(self, unit: Unit, rule: Rule) -> AbstractContextManager[bool]:
         """This process's turn at a rule (always, on SQLite or in a dry run)."""
         if unit.dry_run:
@@ -252,6 +298,7 @@ class Engine:
             states = q.load_rule_states(conn)
             # Day one: no rule of this store has ever been evaluated (crmd.takeover).
             day_one = not states and since is None
+            self._failing = failing_rules(conn, states, self.rules)
             max_seq = q.max_event_seq(conn)
             for rule in self.rules:
                 if rule.id in states:

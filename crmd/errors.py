@@ -53,7 +53,7 @@ class CalendarNotPublished(CrmdError):
             f"China's official working-day calendar for {year} is not published in this "
             f"installation (known through {last_published}). Upgrade the 'holidays' package, "
             f"or add the year's days off and make-up working days under 'calendar:' in "
-            f"site.yaml and raise 'published_through'."
+            f"site.yaml and raise 'published_through' (docs/sites.md, *The working calendar*)."
         )
 
 

@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from crmd import queries as q
 from crmd.errors import CrmdError
 from crmd.instance import running_pid
+from crmd.rule_errors import RuleFailure, failures
 from crmd.site import Site, load_site
 from crmd.store import Store, application_name
 
@@ -40,6 +41,7 @@ class SiteHealth:
     beat: Row[Any] | None  # the row of the daemon reported on: the running one, or the last
     running: list[Row[Any]]  # the rows of every running daemon
     counts: dict[str, int]  # open and overdue tasks, messages by status
+    failing: list[RuleFailure]  # rules failing on every tick, with their last error
 
     @property
     def last_tick(self) -> datetime | None:
@@ -71,6 +73,7 @@ class SiteHealth:
                 for b in self.running
             ],
             **self.counts,
+            "failing_rules": [f.as_json() for f in self.failing],
         }
 
 
@@ -94,6 +97,7 @@ def site_health(site: Site, store: Store, now: datetime) -> SiteHealth:
     with store.read() as conn:
         beats = q.heartbeats(conn)
         counts = q.work_counts(conn, now)
+        failing = failures(conn)
         running = [] if store.is_sqlite else live_daemons(conn, store.schema)
     if store.is_sqlite:
         pid = running_pid(site)
@@ -104,7 +108,7 @@ def site_health(site: Site, store: Store, now: datetime) -> SiteHealth:
     else:
         beat = running[0] if running else (beats[0] if beats else None)
         pid = beat.pid if running and beat is not None else None
-    return SiteHealth(now, store.safe_url, store.schema, pid, beat, running, counts)
+    return SiteHealth(now, store.safe_url, store.schema, pid, beat, running, counts, failing)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from crmd.horizon import Stop
 
 # Fire records a report keeps; more than an ordinary tick makes.
 SAMPLE_SIZE = 1000
@@ -90,6 +93,8 @@ class TickReport:
     overdue: list[int] = field(default_factory=list)
     overdue_count: int = 0
     errors: list[str] = field(default_factory=list)
+    # A plan's rules that stopped at a calendar year not known: where, and why (crmd.horizon).
+    stops: dict[str, Stop] = field(default_factory=dict)
     rounds: int = 0
     # Failed fires tried again in this pass (any outcome), and those still failed after it.
     retried: int = 0

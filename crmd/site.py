@@ -72,6 +72,31 @@ def _dates(values: Any, where: str) -> list[date]:
     return list(values)
 
 
+def _calendar(settings: dict[str, Any], path: Path) -> WorkCalendar:
+    """The working calendar with the site's own days (docs/sites.md, *The working calendar*)."""
+    through = settings.get("published_through")
+    if through is not None and (isinstance(through, bool) or not isinstance(through, int)):
+        raise ConfigError(f"{path}: calendar.published_through must be a year like 2027")
+    days_off = _dates(settings.get("days_off"), f"{path}: calendar.days_off")
+    working = _dates(settings.get("working_days"), f"{path}: calendar.working_days")
+    try:
+        calendar = WorkCalendar(
+            extra_days_off=days_off, extra_working_days=working, published_through=through
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{path}: calendar: {exc}") from None
+    # A day of a year the calendar still refuses would be ignored without a word.
+    later = sorted(d for d in days_off + working if d.year > calendar.last_published)
+    if later:
+        year = later[-1].year
+        raise ConfigError(
+            f"{path}: calendar lists {later[0].isoformat()}, after published_through "
+            f"({calendar.last_published}): set published_through: {year} once every day off "
+            f"and make-up working day of {year} is listed"
+        )
+    return calendar
+
+
 def _store_schema(settings: dict[str, Any], path: Path) -> str | None:
     """The site's schema from $CRMD_STORE_SCHEMA or `store_schema`, its name checked."""
     from_env = os.environ.get("CRMD_STORE_SCHEMA")
@@ -143,13 +168,7 @@ def load_site(root: Path | str | None = None) -> Site:
     cal_settings = settings.get("calendar") or {}
     if not isinstance(cal_settings, dict) or set(cal_settings) - CALENDAR_KEYS:
         raise ConfigError(f"{path}: calendar takes only {', '.join(sorted(CALENDAR_KEYS))}")
-    calendar = WorkCalendar(
-        extra_days_off=_dates(cal_settings.get("days_off"), f"{path}: calendar.days_off"),
-        extra_working_days=_dates(
-            cal_settings.get("working_days"), f"{path}: calendar.working_days"
-        ),
-        published_through=cal_settings.get("published_through"),
-    )
+    calendar = _calendar(cal_settings, path)
     roles = settings.get("roles", list(DEFAULT_ROLES))
     declared = _event_types(settings.get("event_types", []), path)
     extra_types = list(declared)

@@ -141,6 +141,11 @@ rule_state = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     # The schedule as last evaluated; when a reload changes it, today is walked again.
     Column("trigger", String(300), nullable=False, default="", server_default=""),
+    # The rule's last error while it fails (say, a calendar year not published), since when
+    # it has failed and when it last did; all NULL once it succeeds (crmd.rule_errors).
+    Column("last_error", Text),
+    Column("failing_since", UTCDateTime),
+    Column("last_failed_at", UTCDateTime),
 )
 
 # The fires ledger: one row per rule firing for one subject and occurrence, keyed so that

@@ -14,7 +14,9 @@ from rich.table import Table
 from sqlalchemy import Row
 
 from crmd.health import SiteSurvey
+from crmd.horizon import Stop
 from crmd.report import FireRecord, RuleTally
+from crmd.rule_errors import RuleFailure
 from crmd.site import Site
 
 
@@ -157,6 +159,33 @@ def _fire_cells(f: FireRecord, site: Site) -> tuple[str, str, str, str, str]:
     return _local(f.fire_at, site), f.rule_id, f.subject, status, does
 
 
+def plan_stops(stops: Mapping[str, Stop], site: Site) -> list[str]:
+    """A plan's rules that stopped at a calendar year not known: one line each, then why."""
+    lines = [
+        f"stop: rule {rule_id} at {_local(stop.at, site)}: its fires before then are listed; "
+        f"from then it needs the {stop.year} calendar"
+        for rule_id, stop in sorted(stops.items(), key=lambda item: (item[1].at, item[0]))
+    ]
+    for reason in sorted({stop.reason for stop in stops.values()}):
+        lines.append(f"stop: {reason}")
+    return lines
+
+
+def failing_lines(failing: Sequence[RuleFailure], site: Site) -> list[str]:
+    """Rules failing on every tick, for `crmd status`: one line per distinct error."""
+    by_error: dict[str, list[RuleFailure]] = {}
+    for f in failing:
+        by_error.setdefault(f.error, []).append(f)
+    lines = []
+    for error, these in by_error.items():
+        ids = ", ".join(sorted(f.rule_id for f in these))
+        since = _local(min(f.since for f in these), site)
+        last = _local(max(f.last for f in these), site)
+        rules = f"rule {ids}" if len(these) == 1 else f"{len(these)} rules ({ids})"
+        lines.append(f"failing: {rules} since {since}, last at {last}: {error}")
+    return lines
+
+
 def fires_table(fires: Sequence[FireRecord], site: Site) -> None:
     table = Table(show_edge=False, pad_edge=False)
     for column in ("fire time", "rule", "subject", "status", "does"):
@@ -230,9 +259,30 @@ class FireJsonStream:
         self.write(("," if self.written else "") + "\n  " + line)
         self.written += 1
 
-    def close(self, overdue: Sequence[int], overdue_count: int, errors: Sequence[str]) -> None:
-        """`overdue` lists the first ids (a bounded sample), `overdue_count` counts them all."""
-        tail = {"overdue": list(overdue), "overdue_count": overdue_count, "errors": list(errors)}
+    def close(
+        self,
+        overdue: Sequence[int],
+        overdue_count: int,
+        errors: Sequence[str],
+        stops: Mapping[str, Stop] | None = None,
+    ) -> None:
+        """`overdue` lists the first ids (a bounded sample), `overdue_count` counts them all;
+        `stops` (a plan's) says where rules stopped at a calendar year not known."""
+        tail: dict[str, Any] = {
+            "overdue": list(overdue),
+            "overdue_count": overdue_count,
+            "errors": list(errors),
+        }
+        if stops is not None:
+            tail["stops"] = [
+                {
+                    "rule": rule_id,
+                    "at": _iso(stop.at, self.site),
+                    "year": stop.year,
+                    "reason": stop.reason,
+                }
+                for rule_id, stop in stops.items()
+            ]
         self.write("\n], " + json.dumps(tail, ensure_ascii=False)[1:])
 
 

@@ -116,6 +116,16 @@ class WorkCalendar:
             f"{len(self._extra_working)} extra working days)"
         )
 
+    @property
+    def site_years(self) -> frozenset[int]:
+        """The years the site lists days off or working days of (site.yaml's calendar)."""
+        return frozenset(d.year for d in self._extra_off | self._extra_working)
+
+    @property
+    def library_last(self) -> int:
+        """The last year whose official notice the installed holidays package knows."""
+        return _library_last_year()
+
     def is_working_day(self, d: date) -> bool:
         """Whether `d` is a working day; CalendarNotPublished for an unpublished year."""
         if isinstance(d, datetime):
