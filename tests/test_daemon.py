@@ -828,3 +828,35 @@ def test_the_daemon_holds_sms_without_secrets_and_status_counts_them(
         main, ["--site", str(h.root), "--now", "2026-11-23T10:06", "status"], catch_exceptions=False
     )
     assert "0 queued, 1 held, 0 dead" in result.output
+
+
+@pytest.mark.timeout(120)
+def test_failed_fires_are_in_the_status_line_and_the_log(
+    make_site: Callable[[str], Harness],
+    tmp_path: Path,
+    fake_systemd: Callable[[str], FakeSystemd],
+    logs: Records,
+) -> None:
+    # A delivery for a customer not in the store: the fire fails; the daemon says so once
+    # in its log and keeps it in systemd's status line until it is made.
+    h = make_site(
+        "rules:\n  - id: callback\n    when: {event: sale.delivered}\n"
+        "    do: [{task: {role: sales_callback, title: '回访 {{ customer.name }}'}}]\n"
+    )
+    systemd = fake_systemd(str(tmp_path / "notify"))
+    notifier = Notifier({"NOTIFY_SOCKET": systemd.address})
+    daemon, clock = daemon_for(h, "2026-11-23 08:00", notifier=notifier)
+    daemon.tick_once()
+    h.event("sale.delivered", "2026-11-23 08:30", "C9", event_id="D9")
+    clock.set(h.local("2026-11-23 09:00"))
+    daemon.tick_once()
+    assert systemd.until("STATUS")["STATUS"].endswith(", 1 failed fires")
+    assert "1 failed fire(s) pending" in logs.text()
+    clock.set(h.local("2026-11-23 09:01"))
+    daemon.tick_once()
+    assert logs.text().count("failed fire(s) pending") == 1  # said once, not every tick
+    h.customer("C9", name="王五")
+    clock.set(h.local("2026-11-23 09:02"))
+    daemon.tick_once()
+    assert not systemd.until("STATUS")["STATUS"].endswith("failed fires")
+    assert h.only_task("callback").customer_id == "C9"

@@ -558,6 +558,7 @@ def test_sites_lists_a_groups_sites_without_changing_any(
     h.tick("2026-11-20 09:00")  # the rule starts
     h.customer("C1", name="张三", phone="13800138000")
     h.event("sale.delivered", "2026-11-20 10:00", "C1")
+    h.event("sale.delivered", "2026-11-20 11:00", "C9")  # no such customer: a failed fire
     h.tick("2026-11-23 09:00")  # one task, one message
     with h.store.write() as conn:
         q.save_heartbeat(
@@ -586,6 +587,7 @@ def test_sites_lists_a_groups_sites_without_changing_any(
         assert listed["dealer_a"]["pid"] == 4242
         assert listed["dealer_a"]["lag_seconds"] == 300.0
         assert (listed["dealer_a"]["open_tasks"], listed["dealer_a"]["queued_messages"]) == (1, 1)
+        assert listed["dealer_a"]["failed_fires"] == 1
         assert listed["dealer_b"]["state"] == "not created"
         assert (listed["dealer_c"]["state"], listed["dealer_c"]["error"]) == (
             "needs upgrade",
@@ -597,6 +599,7 @@ def test_sites_lists_a_groups_sites_without_changing_any(
             main, ["--now", "2026-11-23T09:05:00+08:00", "sites", str(group)]
         )
         assert "2026-11-23 09:00" in table.stdout  # dealer_a's last tick, in its own zone
+        assert "failed fires" in table.stdout
     finally:
         live.close()
         h.store.dispose()
