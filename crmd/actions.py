@@ -19,6 +19,7 @@ from crmd import queries as q
 from crmd.candidates import Candidate
 from crmd.conditions import all_hold
 from crmd.contexts import Context, ContextBuilder
+from crmd.errors import CalendarNotPublished
 from crmd.events import TASK_CANCELLED, TASK_CREATED, TASK_DONE
 from crmd.fieldneeds import Needs, fields_needed
 from crmd.offsets import parse_offset
@@ -31,6 +32,10 @@ from crmd.store import NOT_THE_RULES
 from crmd.takeover import hours, take_over
 
 logger = logging.getLogger(__name__)
+
+# What a fire lets through rather than failing alone: the store's, the machine's or a
+# stop's trouble, and a calendar year not known (that fails the whole rule, which waits).
+NOT_ONE_FIRES: tuple[type[BaseException], ...] = (*NOT_THE_RULES, CalendarNotPublished)
 
 
 class ActionWriter:
@@ -94,8 +99,11 @@ class ActionWriter:
                     written = max(late_as_of, c.fire_at)
                     if not take_over(rule, record, written, self.site.timezone):
                         continue
-            except NOT_THE_RULES:
-                raise  # the store's or the machine's trouble: the page rolls back
+            except NOT_ONE_FIRES:
+                # The store's or the machine's trouble, or the rule's own (a calendar year
+                # not known fails the rule, which stays where it is until the year is
+                # supplied): the page rolls back.
+                raise
             except Exception as exc:
                 # One fire's trouble (a template raising on its data) is that fire's alone:
                 # it is kept as failed, and the tick goes on.
