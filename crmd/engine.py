@@ -222,16 +222,21 @@ class Engine:
                     by_rule.setdefault(rule.id, []).append(candidate)
                     retrying[row.key] = row.id
                 for rule_id, candidates in by_rule.items():
-                    records, made = self.writer.write(
-                        txn.conn,
-                        by_id[rule_id],
-                        candidates,
-                        now,
-                        report.late_as_of or now,
-                        LATE_AFTER,
-                        taken_over_upto=states[rule_id].since,
-                        retrying=retrying,
-                    )
+                    try:
+                        records, made = self.writer.write(
+                            txn.conn,
+                            by_id[rule_id],
+                            candidates,
+                            now,
+                            report.late_as_of or now,
+                            LATE_AFTER,
+                            taken_over_upto=states[rule_id].since,
+                            retrying=retrying,
+                        )
+                    except CalendarNotPublished:
+                        # Raised before the write wrote anything: these stay failed, and
+                        # the rule's own evaluation reports the calendar (below).
+                        continue
                     report.retried += len(records)
                     self._staged.extend(records)
                     produced += made

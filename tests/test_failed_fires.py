@@ -179,3 +179,26 @@ rules:
     assert task.warning == "not sent: the customer has no phone number for the SMS"
     assert h.outbox() == []
     assert h.fires("thanks")[0].status == "fired"
+
+
+def test_a_retry_that_needs_an_unknown_calendar_year_waits(make_site: MakeSite) -> None:
+    # The fire failed (no such customer); when the customer arrives, its task's due time
+    # needs 2027's working calendar, not known here: the fire stays failed, the tick goes on.
+    h = make_site(
+        """
+rules:
+  - id: callback
+    when: {event: sale.delivered}
+    do:
+      - task: {role: sales_callback, title: "回访 {{ customer.name }}", due: 3 working days}
+"""
+    )
+    h.tick("2026-12-01 00:00")
+    h.event("sale.delivered", "2026-12-30 10:00", "C9", event_id="D9")
+    h.tick("2026-12-30 10:00")
+    assert [f.status for f in h.fires("callback")] == ["failed"]
+    h.customer("C9", name="王五")
+    report = h.tick("2026-12-30 10:05")
+    assert [f.status for f in h.fires("callback")] == ["failed"]
+    assert h.tasks("callback") == []
+    assert report.failed_pending == 1
