@@ -198,7 +198,9 @@ rules:
     h.tick("2026-12-30 10:00")
     assert [f.status for f in h.fires("callback")] == ["failed"]
     h.customer("C9", name="王五")
+    h.engine.retried_all = False  # as after a restart: every failed fire is tried again
     report = h.tick("2026-12-30 10:05")
+    assert report.retried == 0  # tried, and left as it was
     assert [f.status for f in h.fires("callback")] == ["failed"]
     assert h.tasks("callback") == []
     assert report.failed_pending == 1
