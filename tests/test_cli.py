@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import select
+from test_failed_fires import RAISING
 
 from crmd.cli import main
 from crmd.site import load_site
@@ -340,18 +341,6 @@ def test_lines_come_back_by_time_then_in_the_order_they_came() -> None:
         assert list(lines) == ["a", "d", "b", "c"]
     finally:
         lines.close()
-
-
-# A rule whose template raises on a score of 0 (ZeroDivisionError), beside a plain one.
-RAISING = """
-rules:
-  - id: score-ratio
-    when: {event: survey.scored}
-    do:
-      - task:
-          role: cr_manager
-          title: "{{ 100 // (event.score | int(1)) }}"
-"""
 
 
 def test_fires_lists_retries_and_dismisses_failed_fires(site: Path) -> None:
