@@ -45,6 +45,9 @@ class ActionWriter:
         self.site = site
         self.builder = ContextBuilder(site)
         self._needs: dict[Rule, Needs] = {}
+        # Fires found that fell due before their rule came into force, with only tasks whose
+        # window had closed: history, counted (crmd.takeover) and not recorded.
+        self.history = 0
 
     def needs(self, rule: Rule) -> Needs:
         """The customer and vehicle columns this rule's fires read (worked out once)."""
@@ -98,6 +101,7 @@ class ActionWriter:
                 if record is not None and taken_over_upto and c.fire_at <= taken_over_upto:
                     written = max(late_as_of, c.fire_at)
                     if not take_over(rule, record, written, self.site.timezone):
+                        self.history += 1
                         continue
             except NOT_ONE_FIRES:
                 # The store's or the machine's trouble, or the rule's own (a calendar year
@@ -108,10 +112,14 @@ class ActionWriter:
                 # One fire's trouble (a template raising on its data) is that fire's alone:
                 # it is kept as failed, and the tick goes on.
                 record = self._failed(rule, c, late_as_of, late_after, _error_reason(exc))
-                logger.exception(
-                    "rule %s failed for %s",
+                # The reason is in the ledger (`crmd fires --failed`); the traceback, for a
+                # programmer, only at debug level: a retried fire would repeat it each time.
+                logger.error(
+                    "rule %s failed for %s: %s",
                     rule.id,
                     c.subject,
+                    record.reason,
+                    exc_info=logger.isEnabledFor(logging.DEBUG),
                     extra={"rule": rule.id, "subject": c.subject},
                 )
             if record is None:
@@ -183,9 +191,13 @@ class ActionWriter:
             # Nothing of it can be done: kept as failed, made once the data is there.
             record.status, record.actions = "failed", []
             record.reason = (
-                f"{problem}: fill in the data (crmd import FILE --kind customers) and the next "
-                f"tick makes this fire, or give the template a default "
-                f"(`{{{{ customer.name | default('客户') }}}}`)"
+                f"{problem}: fill in the customer's data (crmd import FILE --kind customers) "
+                f"and the next tick makes this fire"
+                + (
+                    ", or give the template a default (`{{ customer.name | default('客户') }}`)"
+                    if "placeholders" in problem
+                    else ""
+                )
             )
             return record
         self._resolve_dates(conn, record)

@@ -301,6 +301,11 @@ def _print_counts(report: TickReport) -> None:
         f"{fired} fired, {report.count('skipped')} skipped, {report.count('cancelled')} "
         f"cancelled, {failed} failed, {report.overdue_count} task(s) fell overdue"
     )
+    if report.history:
+        click.echo(
+            f"{report.history} fire(s) fell due before their rule came into force and their "
+            f"task's window had closed: history, not made"
+        )
     if report.failed_pending:
         click.echo(
             f"{report.failed_pending} failed fire(s) pending: `crmd fires --failed` says why "

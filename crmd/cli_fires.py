@@ -90,7 +90,6 @@ def fires_retry(app: App, fire_ids: tuple[int, ...], every: bool) -> None:
             param_hint="FIRE_IDS",
         )
     report = TickReport(now=app.now)
-    engine.retried_all = True  # only the fires asked for
     with Unit(store) as unit:
         engine.retry_failed(unit, app.now, report, every=every, ids=fire_ids)
         # What the retried fires made (tasks, their events) chains like any tick's work.

@@ -70,6 +70,9 @@ def load_config(site: Site, store: Store, env: Mapping[str, str] | None = None) 
     Raises RuleSetError (every problem as file:line:col) or another ConfigError.
     """
     engine = Engine(site, load_rules(site))
+    # A daemon's new rule set (at start and at each reload) tries every failed fire once:
+    # a fixed rule may now make them (crmd.ledger).
+    engine.retried_all = False
     return Config(engine, Sender.for_site(site, store, env))
 
 

@@ -93,8 +93,9 @@ class Engine:
         self.page_size = q.PAGE
         self.pages = PageSizer()
         self._locks: RuleLocks | None = None
-        # Whether this rule set has tried every failed fire once (its first tick does).
-        self.retried_all = False
+        # Whether this rule set has tried every failed fire once; a daemon's new rule set sets
+        # it False, so its first tick does (one-off commands retry only what changed).
+        self.retried_all = True
         # Fires of the page in flight, reported when its transaction commits.
         self._staged: list[FireRecord] = []
         # The rules recorded as failing when the tick began (crmd.rule_errors).
@@ -125,7 +126,10 @@ class Engine:
             raise ValueError("tick needs an aware `now`")
         now = now.astimezone(UTC)
         report = TickReport(now=now, late_as_of=late_as_of, on_fire=on_fire)
-        self._prepare_states(unit, now, window_start)
+        # A plan into the future of a store never evaluated starts its rules where a tick
+        # would, at the real clock (`late_as_of`), not at the plan's end.
+        started = min(now, late_as_of.astimezone(UTC)) if late_as_of is not None else now
+        self._prepare_states(unit, started, window_start)
         failing = self._failing
         failed: set[str] = set()
         for round_no in range(1, MAX_ROUNDS + 1):
@@ -230,7 +234,8 @@ class Engine:
                             now,
                             report.late_as_of or now,
                             LATE_AFTER,
-                            taken_over_upto=states[rule_id].since,
+                            # Not taken over again: it was owed when it failed, and is
+                            # made however late, as any late fire.
                             retrying=retrying,
                         )
                     except CalendarNotPublished:
@@ -576,6 +581,7 @@ class Engine:
                 fresh[c.key] = c
         if not fresh:
             return 0
+        history = self.writer.history
         records, produced = self.writer.write(
             conn,
             rule,
@@ -585,6 +591,7 @@ class Engine:
             LATE_AFTER,
             taken_over_upto=since,
         )
+        report.history += self.writer.history - history
         self._staged.extend(records)
         return produced
 

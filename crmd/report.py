@@ -99,6 +99,9 @@ class TickReport:
     # Failed fires tried again in this pass (any outcome), and those still failed after it.
     retried: int = 0
     failed_pending: int = 0
+    # Fires that fell due before their rule came into force whose tasks' windows had
+    # closed: history, not made (crmd.takeover).
+    history: int = 0
 
     def add(self, record: FireRecord) -> None:
         """Count a fire, keep it if the sample has room, and pass it on."""

@@ -95,13 +95,15 @@ def take_over(rule: Rule, record: FireRecord, written: datetime, tz: tzinfo) -> 
             closed.append(f"the {a['action']} would be {a['skipped']}")
     if closed and all(a.get("skipped") for a in record.actions):
         if all(a["action"] == "task" for a in record.actions):
-            return False  # only tasks whose window closed before crmd: history
+            return False  # only tasks whose window closed before the rule: history
         record.status = "skipped"
         record.reason = "it fell due before crmd began evaluating this rule: " + "; ".join(closed)
         record.warnings = []
     elif record.late:
         record.warnings = [w for w in record.warnings if not w.startswith("made ")]
-        record.warnings.append(f"made {hours(lateness)} after its time, when crmd took over")
+        record.warnings.append(
+            f"made {hours(lateness)} after its time, which was before this rule came into force"
+        )
     return True
 
 

@@ -45,7 +45,9 @@ def test_the_first_tick_calls_the_buyers_still_inside_their_window(
     assert sorted(t.customer_id for t in tasks) == ["C1", "C2"]
     for t in tasks:
         assert t.due_at == h.local("2026-03-07 23:59")
-        assert t.warning == "made 12 hours after its time, when crmd took over"
+        assert (
+            t.warning == "made 12 hours after its time, which was before this rule came into force"
+        )
     assert all(f.late for f in h.fires("sales-callback"))
     # P2's two-hour care call (due 03-02 14:00 and 19:00) closed days before: beyond what
     # the rule could still do, so the first tick leaves it alone.
@@ -97,7 +99,7 @@ def test_a_delivery_keyed_in_late_after_the_rule_came_into_force_gets_its_callba
     )
     h.tick("2026-03-06 09:00")
     task = h.only_task("sales-callback")
-    assert "took over" in (task.warning or "")
+    assert "before this rule came into force" in (task.warning or "")
     # One keyed in on 03-08 for a delivery of 03-06 (fire 03-09 00:00, after the rule came
     # into force): it gets its callback however late, even after its window.
     h.customer("C2", name="李四", phone="13800138002")
@@ -187,3 +189,44 @@ def test_reach_covers_the_longest_use_of_each_shipped_rule(make_shipped: MakeShi
     assert reach(rules["maintenance-schedule"]) is None
     # P4 counts attempts made from now on.
     assert reach(rules["unreachable-to-sales"]) == timedelta(0)
+
+
+def test_the_first_tick_counts_what_it_left_as_history(make_shipped: MakeShipped) -> None:
+    # The boundary case above: at 03-08 00:00 both callbacks' windows have closed; they are
+    # not made, not recorded, but counted.
+    h = make_shipped(("callbacks.yaml",))
+    _history(h)
+    report = h.tick("2026-03-08 00:00")
+    assert h.tasks("sales-callback") == []
+    assert report.history >= 2
+
+
+def test_a_failed_fire_taken_over_is_made_once_fixed_even_after_its_window(
+    make_shipped: MakeShipped,
+) -> None:
+    # Taken over on day one while its window was open, it failed (no such customer); the
+    # customer arrives after the window closed: it was owed, so it is made, late.
+    h = make_shipped(("callbacks.yaml",))
+    h.event("sale.delivered", "2026-03-02 10:00", "C9", event_id="D9")
+    h.tick("2026-03-05 12:00")
+    assert [f.status for f in h.fires("sales-callback")] == ["failed"]
+    h.customer("C9", name="王五", phone="13800138009")
+    h.tick("2026-03-09 09:00")
+    assert [f.status for f in h.fires("sales-callback")] == ["fired"]
+    assert h.only_task("sales-callback").customer_id == "C9"
+
+
+def test_a_plan_into_the_future_of_a_new_store_starts_at_the_real_clock(
+    make_shipped: MakeShipped,
+) -> None:
+    # `crmd plan --to` a week ahead on a store never evaluated: the rules start where the
+    # first tick would (the real clock), and the week's fires are all in the plan.
+    h = make_shipped(("callbacks.yaml",))
+    _history(h)
+    real = h.local("2026-03-05 12:00")
+    with Unit(h.store, dry_run=True) as unit:
+        planned = h.engine.tick(unit, h.local("2026-03-12 12:00"), late_as_of=real)
+    seen = {(f.rule_id, f.customer_id) for f in planned.fires if f.status == "fired"}
+    # Day 7 care (03-09) falls after the real clock: a first tick on 03-05 makes it later.
+    assert ("delivery-care-day7", "C1") in seen
+    assert ("sales-callback", "C1") in seen
