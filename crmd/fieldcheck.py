@@ -18,6 +18,7 @@ from typing import Any, Literal
 from jinja2 import StrictUndefined
 
 from crmd.fieldneeds import template_references
+from crmd.placeholders import RECORDS
 from crmd.rule_schema import did_you_mean
 from crmd.sandbox import CheckSandbox, bounded_time
 from crmd.site import Site
@@ -25,7 +26,6 @@ from crmd.templates import FILTERS, Template
 
 # The kinds of rule, by their trigger; each gives its templates different names to use.
 RuleKind = Literal["event", "schedule", "annual", "date"]
-RECORDS = ("customer", "vehicle", "event", "task")
 # The sample value of a date that a `set` action stores (vehicle.next_maintenance).
 SAMPLE_SET_DATE = date(2026, 9, 1)
 # The longest text a sample render may give (a title or an SMS is a line or two).

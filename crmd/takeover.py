@@ -19,7 +19,6 @@ from datetime import datetime, timedelta, tzinfo
 
 from crmd.report import FireRecord
 from crmd.rule import (
-    CancelAction,
     Due,
     EmailAction,
     EmitAction,
@@ -29,13 +28,12 @@ from crmd.rule import (
     SmsAction,
     TaskAction,
 )
+from crmd.triggers import ALIGN_SLACK
 
 DAY = timedelta(days=1)
 # A message that fell due before its rule came into force is sent up to this late when the
 # rule sets no lateness of its own (`late: {skip_after: ...}`).
 TAKEN_OVER_MESSAGES = DAY
-# Alignment to a time of day (`at: "23:59"`) moves a due time within its day (and DST).
-_ALIGN = DAY + timedelta(hours=2)
 
 
 def reach(rule: Rule) -> timedelta | None:
@@ -45,6 +43,7 @@ def reach(rule: Rule) -> timedelta | None:
         return timedelta(0)  # counts only what happens from now on (P4's attempts)
     if any(isinstance(a, SetDateAction) for a in rule.actions):
         return None
+    # Closing open tasks (cancel, complete) needs no history.
     longest = timedelta(0)
     for action in rule.actions:
         if isinstance(action, TaskAction):
@@ -53,8 +52,6 @@ def reach(rule: Rule) -> timedelta | None:
             # A day beyond the lateness allowed, so that the ones just missed are listed.
             allowed = rule.late.skip_after if rule.late else TAKEN_OVER_MESSAGES
             longest = max(longest, allowed + DAY)
-        elif isinstance(action, CancelAction):
-            continue  # closing open tasks needs no history
     if rule.late is not None:
         # Beyond its lateness a fire is skipped whole, whatever it does.
         longest = min(longest, rule.late.skip_after + DAY)
@@ -68,7 +65,7 @@ def _due_span(due: Due | None) -> timedelta:
     if due.day is not None:
         return timedelta(days=62)  # the given day of this month or of the next
     span = due.after.bounds()[1] if due.after is not None else timedelta(0)
-    return span + (_ALIGN if due.at is not None else timedelta(0))
+    return span + (ALIGN_SLACK if due.at is not None else timedelta(0))
 
 
 def take_over(rule: Rule, record: FireRecord, written: datetime, tz: tzinfo) -> bool:

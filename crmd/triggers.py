@@ -10,6 +10,9 @@ from crmd.rule import AnnualTrigger, Due, EventTrigger
 from crmd.workcal import WorkCalendar
 
 DAY = timedelta(days=1)
+# How far alignment to a time of day (`at: "09:00"`) can move a time: within its local day,
+# up to a day either way, plus a DST change.
+ALIGN_SLACK = DAY + timedelta(hours=2)
 
 
 def event_fire_time(
@@ -40,11 +43,9 @@ def event_span(trigger: EventTrigger) -> tuple[timedelta, timedelta]:
     if trigger.after is not None:
         low, high = trigger.after.bounds()
     if trigger.at is not None:
-        # Alignment moves a fire within its local day: up to a day either way (plus DST);
-        # without an offset it only ever moves the fire later.
-        slack = DAY + timedelta(hours=2)
-        low = low - slack if trigger.after is not None else low
-        high = high + slack
+        # Without an offset, alignment only ever moves the fire later.
+        low = low - ALIGN_SLACK if trigger.after is not None else low
+        high = high + ALIGN_SLACK
     return low, high
 
 
