@@ -111,7 +111,7 @@ class ActionWriter:
             except Exception as exc:
                 # One fire's trouble (a template raising on its data) is that fire's alone:
                 # it is kept as failed, and the tick goes on.
-                record = self._failed(rule, c, late_as_of, late_after, _error_reason(exc))
+                record = _record(rule, c, late_as_of, late_after, "failed", _error_reason(exc))
                 # The reason is in the ledger (`crmd fires --failed`); the traceback, for a
                 # programmer, only at debug level: a retried fire would repeat it each time.
                 logger.error(
@@ -124,8 +124,8 @@ class ActionWriter:
                 )
             if record is None:
                 if c.key in retrying:
-                    record = self._failed(rule, c, late_as_of, late_after, "")
-                    record.status, record.reason = "skipped", "the rule's conditions no longer hold"
+                    reason = "the rule's conditions no longer hold"
+                    record = _record(rule, c, late_as_of, late_after, "skipped", reason)
                 else:
                     continue
             pairs.append((c, record))
@@ -157,16 +157,7 @@ class ActionWriter:
             return None
         ctx["fire"] = {"at": c.fire_at.astimezone(self.site.timezone), "rule": rule.id}
         lateness = max(late_as_of, c.fire_at) - c.fire_at
-        record = FireRecord(
-            rule_id=rule.id,
-            key=c.key,
-            subject=c.subject,
-            fire_at=c.fire_at,
-            status="fired",
-            late=lateness > late_after,
-            customer_id=c.customer_id,
-            vehicle_id=c.vehicle_id,
-        )
+        record = _record(rule, c, late_as_of, late_after, "fired")
         if cancelled_by is not None:
             record.status, record.reason = "cancelled", cancelled_by
             return record
@@ -186,19 +177,18 @@ class ActionWriter:
             )
             return record
         record.actions = render_actions(rule, c.fire_at, ctx, self.site)
-        problem = _undeliverable(record.actions)
+        problem, default_helps = _undeliverable(record.actions)
         if problem and not any(a["action"] == "task" for a in record.actions):
             # Nothing of it can be done: kept as failed, made once the data is there.
             record.status, record.actions = "failed", []
             record.reason = (
                 f"{problem}: fill in the customer's data (crmd import FILE --kind customers) "
                 f"and the next tick makes this fire"
-                + (
-                    ", or give the template a default (`{{ customer.name | default('客户') }}`)"
-                    if "placeholders" in problem
-                    else ""
-                )
             )
+            if default_helps:
+                record.reason += (
+                    ", or give the template a default (`{{ customer.name | default('客户') }}`)"
+                )
             return record
         self._resolve_dates(conn, record)
         record.warnings = _warnings(record, lateness)
@@ -206,22 +196,6 @@ class ActionWriter:
             # The task is made all the same; the message is not sent, and the task says so.
             record.warnings.append(f"not sent: {problem}")
         return record
-
-    @staticmethod
-    def _failed(
-        rule: Rule, c: Candidate, late_as_of: datetime, late_after: timedelta, reason: str
-    ) -> FireRecord:
-        return FireRecord(
-            rule_id=rule.id,
-            key=c.key,
-            subject=c.subject,
-            fire_at=c.fire_at,
-            status="failed",
-            late=max(late_as_of, c.fire_at) - c.fire_at > late_after,
-            customer_id=c.customer_id,
-            vehicle_id=c.vehicle_id,
-            reason=reason,
-        )
 
     @staticmethod
     def _ledger_rows(
@@ -505,11 +479,35 @@ def _actions_of(
                 yield record, fire_id, a
 
 
-def _undeliverable(actions: Sequence[dict[str, Any]]) -> str:
-    """Why a fire's message to its customer cannot go out, or "": the customer has no
-    number or address, or it would show a placeholder for missing data. Such a message is
-    marked `skipped`, so it is never queued."""
+def _record(
+    rule: Rule,
+    c: Candidate,
+    late_as_of: datetime,
+    late_after: timedelta,
+    status: str,
+    reason: str = "",
+) -> FireRecord:
+    """A fire's record, before its actions are worked out."""
+    return FireRecord(
+        rule_id=rule.id,
+        key=c.key,
+        subject=c.subject,
+        fire_at=c.fire_at,
+        status=status,
+        late=max(late_as_of, c.fire_at) - c.fire_at > late_after,
+        customer_id=c.customer_id,
+        vehicle_id=c.vehicle_id,
+        reason=reason,
+    )
+
+
+def _undeliverable(actions: Sequence[dict[str, Any]]) -> tuple[str, bool]:
+    """Why a fire's message to its customer cannot go out ("" if it can), and whether a
+    template default would mend it: the customer has no number or address, or the message
+    would show a placeholder for missing data. Such a message is marked `skipped`, so it
+    is never queued."""
     problems = []
+    default_helps = False
     for a in actions:
         if a["action"] not in ("sms", "email") or not a.get("to_customer"):
             continue
@@ -520,7 +518,8 @@ def _undeliverable(actions: Sequence[dict[str, Any]]) -> str:
             names = ", ".join(a["missing"])
             a["skipped"] = f"it would show placeholders for missing {names}"
             problems.append(f"the {what} would show placeholders for missing {names}")
-    return "; ".join(problems)
+            default_helps = True
+    return "; ".join(problems), default_helps
 
 
 def _warnings(record: FireRecord, lateness: timedelta) -> list[str]:
