@@ -96,6 +96,9 @@ class Engine:
         # Whether this rule set has tried every failed fire once; a daemon's new rule set sets
         # it False, so its first tick does (one-off commands retry only what changed).
         self.retried_all = True
+        # Failed fires in the store as of this engine's last tick (None: not counted yet): a
+        # tick after one that found none skips looking for fires to retry.
+        self._failed_known: int | None = None
         # Fires of the page in flight, reported when its transaction commits.
         self._staged: list[FireRecord] = []
         # The rules recorded as failing when the tick began (crmd.rule_errors).
@@ -135,7 +138,7 @@ class Engine:
         for round_no in range(1, MAX_ROUNDS + 1):
             report.rounds = round_no
             produced = 0
-            if round_no == 1:
+            if round_no == 1 and (not self.retried_all or self._failed_known != 0):
                 # A new rule set tries every failed fire once; later ticks those whose
                 # customer or vehicle has changed since (crmd.ledger).
                 produced += self.retry_failed(unit, now, report, every=not self.retried_all)
@@ -175,6 +178,7 @@ class Engine:
                 break
         with unit.batch() as conn:
             report.failed_pending = ledger.count_failed(conn)
+        self._failed_known = report.failed_pending
         return report
 
     def retry_failed(

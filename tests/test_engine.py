@@ -322,7 +322,7 @@ class CrashingUnit(Unit):
         return guarded()
 
 
-@pytest.mark.parametrize("crash_at", [2, 3, 4, 6, 8, 10])
+@pytest.mark.parametrize("crash_at", [2, 3, 5, 7, 9])
 def test_crash_at_any_page_loses_and_doubles_nothing(site: Harness, crash_at: int) -> None:
     for n in range(40):
         site.customer(f"K{n}")
@@ -333,8 +333,8 @@ def test_crash_at_any_page_loses_and_doubles_nothing(site: Harness, crash_at: in
         engine.tick(unit, site.local("2026-11-06 00:00"))
     partial = len(site.tasks())
     # Pages before the crash stay committed; the page in flight is rolled back.
-    # (Batches 1-4: new rules, failed fires to retry, the rule's state, its first page.)
-    assert (0 < partial < 40) if crash_at >= 6 else partial == 0
+    # (No failed fire was left by the fixture's tick, so this tick looks for none to retry.)
+    assert (0 < partial < 40) if crash_at >= 5 else partial == 0
     site.tick("2026-11-06 00:00")
     tasks = site.tasks()
     assert len(tasks) == 40
