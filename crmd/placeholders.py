@@ -60,20 +60,27 @@ class Missing(Undefined):
         return Missing(name=f"{self._undefined_name}.{name}")
 
 
-class RecordFields(dict[str, Any]):
-    """A record's fields for rendering: an absent or empty field is Missing."""
+class RecordFields:
+    """A record's fields for rendering: an absent or empty field is Missing.
 
-    __slots__ = ("scope",)
+    A view of the record, not a copy: a fire's templates read a few of its fields, and
+    every fire of a page has its own records.
+    """
+
+    __slots__ = ("_fields", "_scope")
 
     def __init__(self, scope: str, fields: Mapping[str, Any]) -> None:
-        super().__init__(
-            (key, Missing(name=f"{scope}.{key}") if value is None or value == "" else value)
-            for key, value in fields.items()
-        )
-        self.scope = scope
+        self._scope = scope
+        self._fields = fields
 
-    def __missing__(self, key: str) -> Missing:
-        return Missing(name=f"{self.scope}.{key}")
+    def __getitem__(self, key: str) -> Any:
+        value = self._fields.get(key)
+        if value is None or value == "":
+            return Missing(name=f"{self._scope}.{key}")
+        return value
+
+    def __str__(self) -> str:
+        return str(dict(self._fields))
 
 
 def for_rendering(context: Mapping[str, Any]) -> dict[str, Any]:

@@ -109,7 +109,7 @@ class Template:
             if value is _MISSING:
                 value = _ENV.undefined(name=name)
             if attr is not None:
-                if type(value) is RecordFields and attr not in _DICT_ATTRIBUTES:
+                if type(value) is RecordFields:
                     value = value[attr]  # a missing field is a placeholder (crmd.placeholders)
                 elif type(value) is dict and attr in value and attr not in _DICT_ATTRIBUTES:
                     # A field of a record: what Jinja finds too, after its attribute lookup
