@@ -44,13 +44,15 @@ def fires(
     app: App = ctx.ensure_object(App)
     wanted = tuple(dict.fromkeys((*statuses, *(["failed"] if failed else []))))
     with app.store.read() as conn:
-        if rule_id is not None:
-            check_option("--rule", "rule", rule_id, [*ledger.rule_ids(conn), *app.rules().by_id()])
         if customer_id is not None:
             known.check_customer(conn, customer_id)
         rows = ledger.list_fires(
             conn, statuses=wanted, rule_id=rule_id, customer_id=customer_id, limit=limit
         )
+        if rule_id is not None and not rows:
+            # Nothing listed: say so if the rule is not known (a listed fire shows it is).
+            known_rules = [*ledger.rule_ids(conn), *app.rules().by_id()]
+            check_option("--rule", "rule", rule_id, known_rules)
         pending = ledger.count_failed(conn)
     if as_json:
         _print_json([ledger_json(r, app.site) for r in rows])

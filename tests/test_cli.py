@@ -401,6 +401,13 @@ def test_fires_lists_retries_and_dismisses_failed_fires(site: Path) -> None:
     # A dismissed fire is never tried again, even by --all.
     crmd(site, "--now", "2026-03-02T10:04", "fires", "retry", "--all")
     assert json.loads(crmd(site, "fires", "--json").stdout)[0]["status"] in ("fired", "dismissed")
+    after = {r["id"]: r["status"] for r in json.loads(crmd(site, "fires", "--json").stdout)}
+    assert (after[first], after[second]) == ("fired", "dismissed")
+    # A misspelt rule is an error with the nearest, not "no such fires".
+    misspelt = crmd(site, "fires", "--rule", "score-ratoi")
+    assert misspelt.exit_code == 2
+    assert "score-ratio" in misspelt.output
+    assert "score-ratio" in crmd(site, "fires", "--rule", "score-ratio").stdout
     tasks = json.loads(crmd(site, "--now", "2026-03-02T10:05", "tasks", "--json").stdout)
     assert [t["title"] for t in tasks if t["rule"] == "score-ratio"] == ["0"]
     unknown = crmd(site, "--now", "2026-03-02T10:05", "fires", "retry", "999")
