@@ -91,14 +91,22 @@ class ActionWriter:
         ctxs = self.builder.build(
             conn, [(c.customer_id, c.vehicle_id, c.event) for c in candidates], self.needs(rule)
         )
-        cancelled = self._cancelled_by_unless(conn, rule, candidates)
         pairs: list[tuple[Candidate, FireRecord]] = []
+        held: list[tuple[Candidate, Context]] = []
         for c, ctx in zip(candidates, ctxs, strict=True):
+            if c.conditions_checked or self.conditions_hold(rule, ctx):
+                held.append((c, ctx))
+            elif c.key in retrying:
+                reason = "the rule's conditions no longer hold"
+                pairs.append((c, _record(rule, c, late_as_of, late_after, "skipped", reason)))
+        # Only fires whose conditions hold are asked whether a later event cancelled them.
+        cancelled = self._cancelled_by_unless(conn, rule, [c for c, _ in held])
+        for c, ctx in held:
             try:
                 record = self._decide(
                     conn, rule, c, ctx, cancelled.get(c.key), late_as_of, late_after
                 )
-                if record is not None and taken_over_upto and c.fire_at <= taken_over_upto:
+                if taken_over_upto and c.fire_at <= taken_over_upto:
                     written = max(late_as_of, c.fire_at)
                     if not take_over(rule, record, written, self.site.timezone):
                         self.history += 1
@@ -122,12 +130,6 @@ class ActionWriter:
                     exc_info=logger.isEnabledFor(logging.DEBUG),
                     extra={"rule": rule.id, "subject": c.subject},
                 )
-            if record is None:
-                if c.key in retrying:
-                    reason = "the rule's conditions no longer hold"
-                    record = _record(rule, c, late_as_of, late_after, "skipped", reason)
-                else:
-                    continue
             pairs.append((c, record))
         if not pairs:
             return [], 0
@@ -151,10 +153,8 @@ class ActionWriter:
         cancelled_by: str | None,
         late_as_of: datetime,
         late_after: timedelta,
-    ) -> FireRecord | None:
-        """What one fire does, or None when the rule's conditions do not hold for it."""
-        if not (c.conditions_checked or self.conditions_hold(rule, ctx)):
-            return None
+    ) -> FireRecord:
+        """What one fire whose conditions hold does."""
         ctx["fire"] = {"at": c.fire_at.astimezone(self.site.timezone), "rule": rule.id}
         lateness = max(late_as_of, c.fire_at) - c.fire_at
         record = _record(rule, c, late_as_of, late_after, "fired")
