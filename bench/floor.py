@@ -38,8 +38,8 @@ sys.path.insert(0, str(HERE))
 
 from vs_apscheduler import run_crmd  # noqa: E402  (bench/ is not a package)
 
-from crmd import queries as q  # noqa: E402
-from crmd.store import Store  # noqa: E402
+from crmd.store import queries as q  # noqa: E402
+from crmd.store.database import Store  # noqa: E402
 
 
 def rows_of(path: Path, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
@@ -64,7 +64,7 @@ def store_rows(
     (table, columns, rows) in a transaction of its own. Returns (events in, total) seconds."""
     Store.open(f"sqlite:///{target}").dispose()  # the same schema, by the same migrations
     con = sqlite3.connect(target, isolation_level=None)
-    for pragma in (  # crmd's settings (crmd/store.py)
+    for pragma in (  # crmd's settings (crmd/store/database.py)
         "journal_mode=WAL",
         "synchronous=NORMAL",
         "cache_size=-65536",

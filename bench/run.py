@@ -33,18 +33,18 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Column, MetaData, Table, create_engine, func, insert, select, text
 from sqlalchemy.engine import make_url
 
+from crmd.calendar.offsets import parse_offset
+from crmd.channels.sender import Sender
 from crmd.channels.settings import load_channels
-from crmd.engine import Engine
-from crmd.intake import NewEvent, record_events, upsert_customers
-from crmd.offsets import parse_offset
-from crmd.report import TickReport
-from crmd.rule import Due, EventTrigger, Rule, RuleSet, TaskAction
-from crmd.sender import Sender
+from crmd.cli.view import LinesByTime, fire_line
+from crmd.engine.evaluation import Engine
+from crmd.engine.report import TickReport
+from crmd.intake.records import NewEvent, record_events, upsert_customers
+from crmd.rules.rule import Due, EventTrigger, Rule, RuleSet, TaskAction
+from crmd.rules.templates import Template
 from crmd.site import Site
-from crmd.store import Store, Unit
-from crmd.tables import customers, events, outbox, tasks
-from crmd.templates import Template
-from crmd.view import LinesByTime, fire_line
+from crmd.store.database import Store, Unit
+from crmd.store.tables import customers, events, outbox, tasks
 
 SALES_CALLBACK = Rule(
     id="sales-callback",
@@ -230,7 +230,7 @@ def fired(report: TickReport, rule_id: str | None = None) -> int:
 
 
 def bench_import(workdir: Path, site: Site, n_events: int) -> dict[str, Any]:
-    """Record n_events through `crmd import` (crmd.importer), or record_events without it."""
+    """Record n_events through `crmd import` (crmd.intake.importer), or record_events without it."""
     rng = random.Random(1)
     tz = site.timezone
     now = datetime(2026, 3, 1, 12, tzinfo=tz)
@@ -242,13 +242,16 @@ def bench_import(workdir: Path, site: Site, n_events: int) -> dict[str, Any]:
         new.append(NewEvent(kind, at, people[n % len(people)]["id"], None, {}, f"imp{n:08d}"))
     store = open_store(workdir, "import")
     try:
-        from crmd.importer import import_csv
+        from crmd.intake.importer import import_csv
     except ImportError:  # not written yet: measure the intake path it will use
         rate = _import_via_record_events(store, site, people, new, now)
-        figure, path = "record_events_per_s", "crmd.intake.record_events (no crmd.importer)"
+        figure, path = (
+            "record_events_per_s",
+            "crmd.intake.records.record_events (no crmd.intake.importer)",
+        )
     else:
         rate = _import_via_csv(import_csv, workdir, store, site, people, new, now)
-        figure, path = "import_events_per_s", "crmd.importer.import_csv"
+        figure, path = "import_events_per_s", "crmd.intake.importer.import_csv"
     stored = count_rows(store, events)
     store.dispose()
     if stored != n_events:

@@ -109,12 +109,12 @@ def run_crmd(workdir: Path, n: int, now: datetime) -> dict[str, Any]:
     sys.path.insert(0, str(HERE))
     from run import SALES_CALLBACK, bulk_insert, customer_rows  # bench/run.py
 
-    from crmd.engine import Engine as CrmdEngine
-    from crmd.intake import NewEvent, record_events
-    from crmd.rule import RuleSet
+    from crmd.engine.evaluation import Engine as CrmdEngine
+    from crmd.intake.records import NewEvent, record_events
+    from crmd.rules.rule import RuleSet
     from crmd.site import Site
-    from crmd.store import Store, Unit
-    from crmd.tables import customers, tasks
+    from crmd.store.database import Store, Unit
+    from crmd.store.tables import customers, tasks
 
     site = Site(root=workdir)
     store = Store.open(f"sqlite:///{workdir / 'crmd.db'}")

@@ -5,7 +5,7 @@ A misspelt field in a condition silently never holds (P4 disabled by `event.outc
 a template it sends a customer a broken text. So the fields are declared: the built-in event
 types here, a site's own types and extra fields in site.yaml (`event_types`,
 `customer_fields`, `vehicle_fields`), and `crmd check` refuses a name outside them. What the
-sets hold must match what crmd.contexts gives a fire at run time.
+sets hold must match what crmd.engine.contexts gives a fire at run time.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 from crmd.events import BUILTIN_EVENT_TYPES
 
-# The event columns every event has (crmd.contexts._EVENT_COLUMNS but task_id).
+# The event columns every event has (crmd.engine.contexts._EVENT_COLUMNS but task_id).
 EVENT_COLUMNS: tuple[str, ...] = ("id", "type", "at", "customer_id", "vehicle_id")
-# What a task event carries besides its columns (crmd.actions.ActionWriter.task_event).
+# What a task event carries besides its columns (crmd.engine.actions.ActionWriter.task_event).
 TASK_EVENT_FIELDS: tuple[str, ...] = ("task_id", "rule", "role")
-# The customers and vehicles columns a rule sees (crmd.contexts.record_fields drops
+# The customers and vehicles columns a rule sees (crmd.engine.contexts.record_fields drops
 # birthday_md); extra attributes and stored dates come on top.
 CUSTOMER_COLUMNS: tuple[str, ...] = (
     "id", "name", "phone", "email", "birthday", "member", "opt_out", "attributes",
@@ -28,7 +28,7 @@ CUSTOMER_COLUMNS: tuple[str, ...] = (
 VEHICLE_COLUMNS: tuple[str, ...] = (
     "id", "customer_id", "vin", "plate", "model", "attributes", "created_at", "updated_at",
 )  # fmt: skip
-# What crmd.contexts gives `task` for a task.* event.
+# What crmd.engine.contexts gives `task` for a task.* event.
 TASK_FIELDS: tuple[str, ...] = ("id", "title", "role", "rule", "due_at")
 
 

@@ -11,11 +11,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from crmd.calendar.workcal import WorkCalendar
 from crmd.errors import ConfigError
 from crmd.events import BUILTIN_EVENT_TYPES
 from crmd.fields import Fields, site_fields
-from crmd.siteschema import schema_problem, site_schema
-from crmd.workcal import WorkCalendar
+from crmd.store.siteschema import schema_problem, site_schema
 
 DEFAULT_ROLES: tuple[str, ...] = (
     "cr_manager",
@@ -43,7 +43,7 @@ class Site:
     name: str = "crmd"
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
     store_url: str = ""
-    # The PostgreSQL schema of this site's tables; None: the public schema (crmd.siteschema).
+    # The PostgreSQL schema of this site's tables; None: the public schema (crmd.store.siteschema).
     store_schema: str | None = None
     roles: tuple[str, ...] = DEFAULT_ROLES
     event_types: tuple[str, ...] = BUILTIN_EVENT_TYPES

@@ -14,15 +14,15 @@ from typing import Any
 
 from sqlalchemy import Row, func, select
 
-from crmd import queries as q
-from crmd import tasks as task_ops
-from crmd.engine import Engine
-from crmd.intake import NewEvent, record_events, upsert_customers, upsert_vehicles
-from crmd.report import TickReport
-from crmd.ruleset import load_rules
+from crmd.engine import tasks as task_ops
+from crmd.engine.evaluation import Engine
+from crmd.engine.report import TickReport
+from crmd.intake.records import NewEvent, record_events, upsert_customers, upsert_vehicles
+from crmd.rules.ruleset import load_rules
 from crmd.site import SETTINGS_FILE, Site, load_site
-from crmd.store import Store, Unit
-from crmd.tables import events, fires, outbox, tasks
+from crmd.store import queries as q
+from crmd.store.database import Store, Unit
+from crmd.store.tables import events, fires, outbox, tasks
 
 
 class Harness:

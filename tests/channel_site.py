@@ -10,8 +10,8 @@ from typing import Any
 
 from sqlalchemy import Row, func, insert, select
 
-from crmd.sender import Sender
-from crmd.tables import outbox
+from crmd.channels.sender import Sender
+from crmd.store.tables import outbox
 from crmd.testing import Harness
 
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # 10:00 in Asia/Shanghai, a Monday

@@ -31,8 +31,8 @@ from fakes import ACCOUNT_SID, AUTH_TOKEN, FakeSmtp, FakeTwilio
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from crmd.store import Store
-from crmd.tables import metadata
+from crmd.store.database import Store
+from crmd.store.tables import metadata
 from crmd.testing import FakeSystemd, Harness
 
 REPO = Path(__file__).resolve().parent.parent

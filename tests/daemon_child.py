@@ -28,11 +28,11 @@ CHILD = """
 import sys
 import time
 from pathlib import Path
-from crmd.clock import SystemClock
-from crmd.daemon import load_config, serve
-from crmd.logs import setup_logging
+from crmd.daemon.clock import SystemClock
+from crmd.daemon.service import load_config, serve
+from crmd.daemon.logs import setup_logging
 from crmd.site import load_site
-from crmd.store import Store
+from crmd.store.database import Store
 
 def small_pages(site, store):
     config = load_config(site, store)
@@ -45,7 +45,7 @@ serve(site, SystemClock(), lambda: Store.open(site.store_url, schema=site.store_
       interval=0.05, configure=small_pages)
 """
 
-CRMD = [sys.executable, "-c", "from crmd.cli import main; main()"]
+CRMD = [sys.executable, "-c", "from crmd.cli.main import main; main()"]
 
 
 def wait_for_log(log: Path, line: str) -> None:

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from crmd import queries as q
-from crmd.intake import NewEvent, record_events, upsert_customers
+from crmd.intake.records import NewEvent, record_events, upsert_customers
+from crmd.store import queries as q
 from crmd.testing import Harness
 
 MakeSite = Callable[[str], Harness]
@@ -39,7 +39,7 @@ def delivered_site(make_site: MakeSite, n: int) -> Harness:
 def record_reads(
     monkeypatch: pytest.MonkeyPatch, name: str, note: Callable[[tuple[Any, ...], Any], Any]
 ) -> list[Any]:
-    """Wrap crmd.queries.`name`: each call appends note(arguments, result) to the list
+    """Wrap crmd.store.queries.`name`: each call appends note(arguments, result) to the list
     returned here, in call order."""
     noted: list[Any] = []
     read = getattr(q, name)

@@ -1,4 +1,4 @@
-"""Bulk writes (crmd.bulkwrite): stored exactly as SQLAlchemy's own insert stores them."""
+"""Bulk writes (crmd.store.bulkwrite): stored exactly as SQLAlchemy's own insert stores them."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-from crmd import queries as q
-from crmd.bulkwrite import allocate_ids, insert_many
-from crmd.store import StoreError
-from crmd.tables import dates, events, fires
+from crmd.store import queries as q
+from crmd.store.bulkwrite import allocate_ids, insert_many
+from crmd.store.database import StoreError
+from crmd.store.tables import dates, events, fires
 from crmd.testing import Harness
 
 MakeSite = Callable[[str], Harness]

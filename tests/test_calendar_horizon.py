@@ -22,15 +22,15 @@ from test_cli import site as _site  # noqa: F401 (a fixture, used by `site` belo
 from test_daemon import Records
 from test_daemon import logs as _logs  # noqa: F401 (a fixture, used by `logs` below)
 
-from crmd.clock import FixedClock
-from crmd.daemon import Daemon
+from crmd.daemon.clock import FixedClock
+from crmd.daemon.instance import InstanceLock, lock_path
+from crmd.daemon.service import Daemon
+from crmd.engine.horizon import AHEAD, DailyCalendarCheck, calendar_needs
+from crmd.engine.report import TickReport
 from crmd.errors import ConfigError
-from crmd.horizon import AHEAD, DailyCalendarCheck, calendar_needs
-from crmd.instance import InstanceLock, lock_path
-from crmd.report import TickReport
-from crmd.ruleset import load_rules
+from crmd.rules.ruleset import load_rules
 from crmd.site import load_site
-from crmd.store import Unit
+from crmd.store.database import Unit
 from crmd.testing import Harness
 
 REPO = Path(__file__).resolve().parent.parent

@@ -10,7 +10,7 @@ from channel_site import T0, ChannelSite, email_yaml
 from fakes import FakeSmtp
 from sqlalchemy import update
 
-from crmd.tables import outbox
+from crmd.store.tables import outbox
 
 
 @pytest.fixture

@@ -15,11 +15,11 @@ from click.testing import CliRunner, Result
 from sqlalchemy import select
 from test_failed_fires import RAISING
 
-from crmd.cli import main
+from crmd.cli.main import main
+from crmd.cli.view import LinesByTime
 from crmd.site import load_site
-from crmd.store import Store
-from crmd.tables import metadata
-from crmd.view import LinesByTime
+from crmd.store.database import Store
+from crmd.store.tables import metadata
 
 REPO = Path(__file__).resolve().parent.parent
 

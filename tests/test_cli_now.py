@@ -1,4 +1,4 @@
-"""A writing command's --now may not lie before the store's last tick (crmd.nowguard): a
+"""A writing command's --now may not lie before the store's last tick (crmd.store.nowguard): a
 what-if belongs to `crmd plan`, which writes nothing."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from sqlalchemy import update
 from test_cli import crmd, seed, site, snapshot, tasks_json
 
 from crmd.site import load_site
-from crmd.store import Store
-from crmd.tables import daemon, rule_state
+from crmd.store.database import Store
+from crmd.store.tables import daemon, rule_state
 from crmd.testing import Harness
 
 __all__ = ["site"]  # the fixture, shared with test_cli

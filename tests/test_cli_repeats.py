@@ -1,5 +1,5 @@
 """The same manual event recorded twice within a minute is reported, not recorded twice
-(crmd.repeats): one refused call makes one P6 thank-you SMS, not two."""
+(crmd.intake.repeats): one refused call makes one P6 thank-you SMS, not two."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from sqlalchemy import ColumnElement, Table, func, select
 from test_cli import crmd, seed, site, tasks_json
 
 from crmd.site import load_site
-from crmd.store import Store
-from crmd.tables import events, fires, outbox
+from crmd.store.database import Store
+from crmd.store.tables import events, fires, outbox
 
 __all__ = ["site"]  # the fixture, shared with test_cli
 

@@ -23,15 +23,15 @@ from sqlalchemy.engine import make_url
 
 from crmd.channels.email import EmailChannel
 from crmd.channels.sms import SmsChannel
-from crmd.cli import main
-from crmd.clock import FixedClock
-from crmd.daemon import Config, Daemon, load_config
+from crmd.cli.main import main
+from crmd.daemon.clock import FixedClock
+from crmd.daemon.instance import AlreadyRunning, InstanceLock, lock_path, running_pid
+from crmd.daemon.logs import mask
+from crmd.daemon.notify import Notifier
+from crmd.daemon.service import Config, Daemon, load_config
 from crmd.errors import RuleSetError
-from crmd.instance import AlreadyRunning, InstanceLock, lock_path, running_pid
-from crmd.logs import mask
-from crmd.notify import Notifier
 from crmd.site import Site
-from crmd.store import Store
+from crmd.store.database import Store
 from crmd.testing import FakeSystemd, Harness
 
 DAILY = """
@@ -631,7 +631,7 @@ def test_skip_after_takes_calendar_time_only(make_site: Callable[[str], Harness]
 
 
 class RecordingSender:
-    """Stands in for crmd.sender until channels land: records each pass's `now`."""
+    """Stands in for crmd.channels.sender until channels land: records each pass's `now`."""
 
     def __init__(self) -> None:
         self.passes: list[Any] = []
@@ -645,7 +645,7 @@ class RecordingSender:
 def test_the_sender_step_runs_after_the_rules_each_pass(
     make_site: Callable[[str], Harness], dry_run: bool
 ) -> None:
-    from crmd.daemon import load_config
+    from crmd.daemon.service import load_config
 
     h = make_site(DAILY)
     sender = RecordingSender()
@@ -686,7 +686,7 @@ def test_an_idle_pass_keeps_out_of_the_log_and_a_busy_one_says_what_it_did(
 def test_a_starting_daemon_forgets_daemons_not_heard_from_in_a_week(
     make_site: Callable[[str], Harness], site_store: str | None
 ) -> None:
-    from crmd import queries as q
+    from crmd.store import queries as q
 
     h = make_site(DAILY)
     daemon, _ = daemon_for(h, "2026-11-23 08:00")
@@ -715,7 +715,7 @@ def test_a_starting_daemon_forgets_daemons_not_heard_from_in_a_week(
 
 @pytest.mark.postgres
 def test_heartbeat_and_work_counts_on_postgresql(tmp_path: Path, pg_database: str) -> None:
-    from crmd import queries as q
+    from crmd.store import queries as q
 
     h = Harness(tmp_path / "pg", DAILY, store_url=pg_database)
     try:
@@ -793,7 +793,7 @@ def test_a_long_tick_feeds_the_watchdog_between_transactions(
 def test_cron_fires_are_keyed_by_day_only_when_they_come_once_a_day(expr: str, daily: bool) -> None:
     from zoneinfo import ZoneInfo
 
-    from crmd.schedules import CronSchedule, once_a_day
+    from crmd.calendar.schedules import CronSchedule, once_a_day
 
     assert once_a_day(CronSchedule(expr, ZoneInfo("Asia/Shanghai"))) is daily
 

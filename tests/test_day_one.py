@@ -1,7 +1,7 @@
 """Day one: a new site loads its history, and the first tick does what is still of use.
 
 The shipped rules (P1-P3, P12) on a store filled before crmd's first tick, and history
-keyed in after a rule came into force (crmd/takeover.py).
+keyed in after a rule came into force (crmd/engine/takeover.py).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from crmd.store import Unit
-from crmd.tables import dates
-from crmd.takeover import reach
+from crmd.engine.takeover import reach
+from crmd.store.database import Unit
+from crmd.store.tables import dates
 from crmd.testing import Harness
 
 REPO = Path(__file__).resolve().parent.parent

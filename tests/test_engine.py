@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
-from crmd.engine import Engine
-from crmd.store import Unit
-from crmd.tables import events
+from crmd.engine.evaluation import Engine
+from crmd.store.database import Unit
+from crmd.store.tables import events
 from crmd.testing import Harness
 
 MakeSite = Callable[[str], Harness]

@@ -1,8 +1,8 @@
 """Nothing a customer is owed is dropped: missing data, failed fires kept, shown, retried.
 
 Missing optional data shows as a placeholder in the task and a warning on it
-(crmd/placeholders.py); a fire that cannot be done at all stays failed in the ledger with
-what to fix, counted where people look, and is made once the data is there (crmd/ledger.py).
+(crmd/rules/placeholders.py); a fire that cannot be done at all stays failed in the ledger with
+what to fix, counted where people look, and is made once the data is there (crmd/store/ledger.py).
 """
 
 from __future__ import annotations

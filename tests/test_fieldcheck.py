@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from crmd.cli import main
+from crmd.cli.main import main
 from crmd.errors import ConfigError, RuleSetError
-from crmd.ruleset import load_rules
+from crmd.rules.ruleset import load_rules
 from crmd.site import Site, load_site
 
 
@@ -287,7 +287,7 @@ def test_a_check_that_raises_is_the_rule_s_error(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("unexpected")
 
-    monkeypatch.setattr("crmd.rule_compile.schedule_from_spec", broken)
+    monkeypatch.setattr("crmd.rules.compile_rule.schedule_from_spec", broken)
     site = site_with(
         tmp_path,
         """

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from crmd.fieldneeds import fields_needed
-from crmd.tables import outbox, tasks
+from crmd.engine.fieldneeds import fields_needed
+from crmd.store.tables import outbox, tasks
 from crmd.testing import Harness
 
 MakeSite = Callable[[str], Harness]
@@ -101,7 +101,7 @@ def test_narrowed_and_whole_contexts_render_the_same_fields(make_site: MakeSite)
     assert titles[("filtered", "C1")] == "张三"
     assert titles[("attribute", "C1")] == "张三 {'level': '金卡'}"
     # The event's column, time (in the site's zone), data field and a declared field the
-    # event does not carry (its placeholder, crmd.placeholders).
+    # event does not carry (its placeholder, crmd.rules.placeholders).
     assert titles[("eventful", "C1")] == "E1 2026-11-02 15:00:00+08:00 轩逸 [[缺 event.missing]]"
     assert ("eventful", "C3") not in titles  # the condition read the event's data
     # The opted-out customer gets no message: the sms read `opt_out`.

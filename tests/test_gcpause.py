@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from crmd import gcpause
-from crmd.gcpause import collector_paused
+from crmd.store import gcpause
+from crmd.store.gcpause import collector_paused
 
 
 @pytest.fixture(autouse=True)

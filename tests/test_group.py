@@ -24,14 +24,14 @@ from channel_site import sms_yaml
 from daemon_child import CRMD, RULES, wait_for_log
 from sqlalchemy import create_engine, text
 
-from crmd import queries as q
-from crmd.clock import SystemClock
-from crmd.daemon import Config, load_config
-from crmd.group import GroupDaemon, load_group_config
-from crmd.notify import Notifier
-from crmd.sender import Sender
+from crmd.channels.sender import Sender
+from crmd.daemon.clock import SystemClock
+from crmd.daemon.group import GroupDaemon, load_group_config
+from crmd.daemon.notify import Notifier
+from crmd.daemon.service import Config, load_config
 from crmd.site import Site
-from crmd.store import Store
+from crmd.store import queries as q
+from crmd.store.database import Store
 from crmd.testing import FakeSystemd, Harness
 
 
@@ -105,7 +105,7 @@ def test_one_process_runs_a_groups_sites_and_follows_the_directory(
             wait_until(lambda h=h: welcomed(h), child, log)
         assert "site broken left out" in log.read_text()
         # Each site's lines say which site they are about.
-        wait_for_log(log, "crmd.actions: [solo] message queued by delivery-welcome for C1")
+        wait_for_log(log, "crmd.engine.actions: [solo] message queued by delivery-welcome for C1")
         listed = sites_json(group)
         for name in ("dealer_a", "dealer_b", "solo"):
             assert (listed[name]["state"], listed[name]["pid"]) == ("running", child.pid)

@@ -11,14 +11,14 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import Table, func, select
 
-import crmd.importer
-import crmd.intake
+import crmd.intake.importer
+import crmd.intake.records
 from crmd.errors import ImportFileError
-from crmd.importer import import_csv
-from crmd.intake import IntakeResult
+from crmd.intake.importer import import_csv
+from crmd.intake.records import IntakeResult
 from crmd.site import Site, load_site
-from crmd.store import Store
-from crmd.tables import customers, events, vehicles
+from crmd.store.database import Store
+from crmd.store.tables import customers, events, vehicles
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 
@@ -450,7 +450,7 @@ def test_owners_are_checked_across_chunks(
     store: Store, site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import_cars(store, site, tmp_path)
-    monkeypatch.setattr(crmd.importer, "CHUNK", 2)  # vehicles known from an earlier look-up
+    monkeypatch.setattr(crmd.intake.importer, "CHUNK", 2)  # vehicles known from an earlier look-up
     rows = "".join(
         f"E{n},sale.delivered,2026-11-20 09:30,C00{1 + n % 2},V00{1 + n % 2}\n" for n in range(6)
     )
@@ -467,7 +467,7 @@ def test_owners_are_checked_across_chunks(
 def test_large_files_are_checked_and_written_in_chunks(
     store: Store, site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(crmd.importer, "CHUNK", 3)
+    monkeypatch.setattr(crmd.intake.importer, "CHUNK", 3)
     import_cars(store, site, tmp_path)
     rows = "".join(
         f"E{n},service.completed,2026-11-{n + 1:02d} 10:00,C00{n % 3 + 1},,{n}\n" for n in range(10)
@@ -494,7 +494,7 @@ def test_large_files_are_checked_and_written_in_chunks(
 def test_a_failure_half_way_stores_nothing(
     store: Store, site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(crmd.importer, "CHUNK", 2)
+    monkeypatch.setattr(crmd.intake.importer, "CHUNK", 2)
     calls: list[int] = []
 
     def failing_upsert(conn: Any, records: Any, now: datetime) -> IntakeResult:
@@ -503,8 +503,8 @@ def test_a_failure_half_way_stores_nothing(
             raise RuntimeError("disk full")
         return upsert(conn, records, now)
 
-    upsert = crmd.intake.upsert_customers
-    monkeypatch.setattr(crmd.importer, "upsert_customers", failing_upsert)
+    upsert = crmd.intake.records.upsert_customers
+    monkeypatch.setattr(crmd.intake.importer, "upsert_customers", failing_upsert)
     path = write(tmp_path / "customers.csv", CUSTOMERS)
 
     with pytest.raises(RuntimeError, match="disk full"):
@@ -518,7 +518,7 @@ def test_a_file_changed_during_the_import_stores_nothing(
     store: Store, site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = write(tmp_path / "customers.csv", CUSTOMERS)
-    check = crmd.importer._check
+    check = crmd.intake.importer._check
 
     def check_then_edit(*args: Any) -> Any:
         found = check(*args)
@@ -526,7 +526,7 @@ def test_a_file_changed_during_the_import_stores_nothing(
             f.write("C004,刘强,,,,,,\n")
         return found
 
-    monkeypatch.setattr(crmd.importer, "_check", check_then_edit)
+    monkeypatch.setattr(crmd.intake.importer, "_check", check_then_edit)
 
     message = rejected(store, site, path, "customers")
 
@@ -544,7 +544,7 @@ def test_an_unknown_kind_is_refused(store: Store, site: Site, tmp_path: Path) ->
 
 
 def run_cli(*args: str) -> Result:
-    from crmd.cli import main  # here, so the tests above do not depend on the whole CLI
+    from crmd.cli.main import main  # here, so the tests above do not depend on the whole CLI
 
     return CliRunner().invoke(main, list(args))
 

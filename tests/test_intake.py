@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from crmd.intake import upsert_customers
-from crmd.store import Store, StoreError
-from crmd.tables import customers
+from crmd.intake.records import upsert_customers
+from crmd.store.database import Store, StoreError
+from crmd.store.tables import customers
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 

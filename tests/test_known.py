@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from crmd import known
+from crmd.cli import known
 from crmd.errors import NotFound
-from crmd.intake import upsert_customers
+from crmd.intake.records import upsert_customers
 from crmd.testing import Harness
 
 

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from crmd.logs import MaskingFormatter, mask
+from crmd.daemon.logs import MaskingFormatter, mask
 
 
 @pytest.mark.parametrize(

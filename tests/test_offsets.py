@@ -9,8 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from crmd.errors import CalendarNotPublished
-from crmd.offsets import (
+from crmd.calendar.offsets import (
     WALL_CLOCK_SLACK,
     Offset,
     add_months,
@@ -20,7 +19,8 @@ from crmd.offsets import (
     parse_time_of_day,
     to_local,
 )
-from crmd.workcal import WorkCalendar
+from crmd.calendar.workcal import WorkCalendar
+from crmd.errors import CalendarNotPublished
 
 SH = ZoneInfo("Asia/Shanghai")
 NY = ZoneInfo("America/New_York")

@@ -1,4 +1,4 @@
-"""Pages of fires are sized by how long earlier pages took (crmd.paging)."""
+"""Pages of fires are sized by how long earlier pages took (crmd.engine.paging)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 from due_callbacks import MakeSite, delivered_site, record_reads
 from sqlalchemy import event
 
-from crmd import queries as q
-from crmd.intake import upsert_customers
-from crmd.paging import FIRST_PAGE, GROWTH, LEAST_PAGE, PAGE_SECONDS, PageSizer
-from crmd.store import Stopped, Unit
-from crmd.tables import fires, tasks
+from crmd.engine.paging import FIRST_PAGE, GROWTH, LEAST_PAGE, PAGE_SECONDS, PageSizer
+from crmd.intake.records import upsert_customers
+from crmd.store import queries as q
+from crmd.store.database import Stopped, Unit
+from crmd.store.tables import fires, tasks
 from crmd.testing import Harness
 
 

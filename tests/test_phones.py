@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from crmd.phones import InvalidPhone, customer_phone, mask_address, mask_phone, normalise_phone
+from crmd.intake.phones import (
+    InvalidPhone,
+    customer_phone,
+    mask_address,
+    mask_phone,
+    normalise_phone,
+)
 
 
 @pytest.mark.parametrize(

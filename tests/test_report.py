@@ -8,9 +8,9 @@ import pytest
 from due_callbacks import CALLBACK, MakeSite, delivered_site, record_reads
 from sqlalchemy import func, select
 
-from crmd.report import SAMPLE_SIZE, FireRecord
-from crmd.store import Unit
-from crmd.tables import events, tasks
+from crmd.engine.report import SAMPLE_SIZE, FireRecord
+from crmd.store.database import Unit
+from crmd.store.tables import events, tasks
 
 
 def test_a_big_tick_keeps_a_bounded_sample_and_counts_every_fire(make_site: MakeSite) -> None:

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from crmd.calendar.offsets import Offset
+from crmd.calendar.schedule_spec import schedule_from_spec
 from crmd.errors import RuleSetError
 from crmd.events import BUILTIN_EVENT_TYPES
-from crmd.fieldcheck import sample_context
-from crmd.offsets import Offset
-from crmd.rule import (
+from crmd.rules.fieldcheck import sample_context
+from crmd.rules.rule import (
     CancelAction,
     CompleteAction,
     DateTrigger,
@@ -30,10 +31,9 @@ from crmd.rule import (
     SmsAction,
     TaskAction,
 )
-from crmd.ruleset import load_rules
-from crmd.schedule_spec import schedule_from_spec
+from crmd.rules.ruleset import load_rules
+from crmd.rules.templates import Template
 from crmd.site import Site
-from crmd.templates import Template
 from crmd.testing import Harness
 
 MakeSite = Callable[[str], Harness]

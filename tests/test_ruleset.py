@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from crmd.conditions import Condition
+from crmd.calendar.offsets import Offset
+from crmd.calendar.schedule_spec import schedule_from_spec
 from crmd.errors import RuleError, RuleSetError
-from crmd.fieldcheck import sample_context
-from crmd.offsets import Offset
-from crmd.rule import (
+from crmd.rules.conditions import Condition
+from crmd.rules.fieldcheck import sample_context
+from crmd.rules.rule import (
     AnnualTrigger,
     Backfill,
     CancelAction,
@@ -25,11 +26,10 @@ from crmd.rule import (
     TaskAction,
     Unless,
 )
-from crmd.rule_schema import SCHEMA
-from crmd.ruleset import check_summary, load_rule_files, load_rules
-from crmd.schedule_spec import schedule_from_spec
+from crmd.rules.ruleset import check_summary, load_rule_files, load_rules
+from crmd.rules.schema import SCHEMA
+from crmd.rules.templates import Template
 from crmd.site import Site
-from crmd.templates import Template
 
 
 @pytest.fixture

@@ -10,9 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from crmd.errors import CalendarNotPublished
-from crmd.schedule_spec import ScheduleSpecError, parse_cron, schedule_from_spec
-from crmd.schedules import (
+from crmd.calendar.schedule_spec import ScheduleSpecError, parse_cron, schedule_from_spec
+from crmd.calendar.schedules import (
     CronSchedule,
     DailySchedule,
     MonthlySchedule,
@@ -21,7 +20,8 @@ from crmd.schedules import (
     occurrences,
     quarterly,
 )
-from crmd.workcal import WorkCalendar
+from crmd.calendar.workcal import WorkCalendar
+from crmd.errors import CalendarNotPublished
 
 SH = ZoneInfo("Asia/Shanghai")
 NY = ZoneInfo("America/New_York")

@@ -14,11 +14,11 @@ from fakes import FakeTwilio
 from sqlalchemy import event as sa_event
 from sqlalchemy import select, text, update
 
-from crmd.sender import Sender
-from crmd.sharing import lock_channel_for_transaction
+from crmd.channels.sender import Sender
 from crmd.site import load_site
-from crmd.store import Store
-from crmd.tables import outbox
+from crmd.store.database import Store
+from crmd.store.sharing import lock_channel_for_transaction
+from crmd.store.tables import outbox
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

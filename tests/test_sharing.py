@@ -14,11 +14,11 @@ import pytest
 from sqlalchemy import Connection, select, text
 from sqlalchemy.exc import OperationalError
 
-from crmd import queries as q
-from crmd.intake import NewEvent, record_events
-from crmd.sharing import RULES_NAMESPACE, RuleLocks, rule_key
-from crmd.store import Store
-from crmd.tables import events
+from crmd.intake.records import NewEvent, record_events
+from crmd.store import queries as q
+from crmd.store.database import Store
+from crmd.store.sharing import RULES_NAMESPACE, RuleLocks, rule_key
+from crmd.store.tables import events
 from crmd.testing import Harness
 
 MakeSite = Callable[[str], Harness]

@@ -27,13 +27,14 @@ from sqlalchemy import Connection, create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from crmd import queries as q
-from crmd.cli import main
+from crmd.cli.main import main
 from crmd.errors import ConfigError
-from crmd.intake import NewEvent, record_events, upsert_customers
-from crmd.sharing import RuleLocks, rule_key
+from crmd.intake.records import NewEvent, record_events, upsert_customers
 from crmd.site import load_site
-from crmd.siteschema import (
+from crmd.store import queries as q
+from crmd.store.database import Store, StoreError, application_name
+from crmd.store.sharing import RuleLocks, rule_key
+from crmd.store.siteschema import (
     CHANNELS_NAMESPACE,
     EVENTS_KEY,
     NAMESPACE,
@@ -44,8 +45,7 @@ from crmd.siteschema import (
     schema_problem,
     site_lock,
 )
-from crmd.store import Store, StoreError, application_name
-from crmd.tables import customers, events, fires, tasks
+from crmd.store.tables import customers, events, fires, tasks
 from crmd.testing import Harness
 
 # The same rule id in both sites, with different timing, roles and actions.

@@ -13,9 +13,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import insert, select, text
 
-from crmd.intake import upsert_customers
-from crmd.store import MIGRATIONS, Store, StoreError
-from crmd.tables import customers, events, metadata, outbox
+from crmd.intake.records import upsert_customers
+from crmd.store.database import MIGRATIONS, Store, StoreError
+from crmd.store.tables import customers, events, metadata, outbox
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 

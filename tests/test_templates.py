@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from jinja2 import UndefinedError
 
-from crmd.templates import _ENV, EventFields, Template
+from crmd.rules.templates import _ENV, EventFields, Template
 
 CONTEXTS: list[dict[str, Any]] = [
     {

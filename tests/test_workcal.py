@@ -9,8 +9,8 @@ import pytest
 from holidays import HolidayBase, country_holidays
 from holidays.countries.china import ChinaStaticHolidays
 
+from crmd.calendar.workcal import SITE_DAY_OFF, WorkCalendar, default_calendar
 from crmd.errors import CalendarNotPublished
-from crmd.workcal import SITE_DAY_OFF, WorkCalendar, default_calendar
 
 CAL = WorkCalendar()
 D = date.fromisoformat
@@ -240,7 +240,7 @@ def test_each_year_is_built_once(monkeypatch: pytest.MonkeyPatch) -> None:
         built.append(kwargs["years"])
         return country_holidays(country, **kwargs)
 
-    monkeypatch.setattr("crmd.workcal.country_holidays", counting)
+    monkeypatch.setattr("crmd.calendar.workcal.country_holidays", counting)
     cal = WorkCalendar()
     for _ in range(3):
         cal.add_working_days(D("2025-12-20"), 30)

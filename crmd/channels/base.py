@@ -1,6 +1,6 @@
 """What a channel is: the message it gets, the receipt it returns, and how it says it failed.
 
-A channel delivers one outbox message at a time. The outbox sender (crmd/sender.py) decides
+A channel delivers one outbox message at a time. The outbox sender (crmd/channels/sender.py) decides
 when, checks quiet hours, rate limits and opt-out, and records the outcome; a channel only
 talks to its provider and says, by what it raises, what the sender should do next.
 """
@@ -17,7 +17,7 @@ from crmd.errors import CrmdError
 if TYPE_CHECKING:
     from crmd.channels.settings import ChannelSettings, QuietHours
     from crmd.site import Site
-    from crmd.store import Store
+    from crmd.store.database import Store
 
 
 @dataclass(frozen=True)

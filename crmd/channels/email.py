@@ -34,7 +34,7 @@ from crmd.channels.base import (
     TemporaryFailure,
 )
 from crmd.channels.secrets import redact
-from crmd.emails import is_address
+from crmd.intake.emails import is_address
 from crmd.site import Site
 
 PASSWORD = SecretSpec("password", "CRMD_SMTP_PASSWORD", "smtp_password", "the SMTP password")

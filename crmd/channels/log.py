@@ -9,7 +9,7 @@ import logging
 from datetime import datetime
 
 from crmd.channels.base import BaseChannel, Message, Receipt
-from crmd.phones import mask_address
+from crmd.intake.phones import mask_address
 
 logger = logging.getLogger(__name__)
 

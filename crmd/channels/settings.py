@@ -22,9 +22,9 @@ from crmd.channels.base import BaseChannel
 from crmd.channels.registry import channel_type
 from crmd.channels.secrets import missing_text, read_secret
 from crmd.errors import ConfigError, RuleError, RuleSetError
-from crmd.rule_schema import schema_problems
+from crmd.rules.schema import schema_problems
+from crmd.rules.yamlpos import YamlSource, read_yaml
 from crmd.site import Site
-from crmd.yamlpos import YamlSource, read_yaml
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _CLOCK = {"type": "string", "pattern": r"^([01]\d|2[0-3]):[0-5]\d$", "description": "HH:MM"}

@@ -1,6 +1,6 @@
 """The `sms` channel: text messages through Twilio's REST API (the twilio library).
 
-Numbers are normalised to E.164 first (crmd/phones.py). After an unknown outcome (a time-out
+Numbers are normalised to E.164 first (crmd/intake/phones.py). After an unknown outcome (a time-out
 once the request was out, a dropped connection, a crash) the channel lists the recent
 messages to the number and matches the body: Twilio keeps no idempotency key for a message,
 and its DateSent filter misses messages still queued at Twilio, so the list is by recipient
@@ -36,9 +36,9 @@ from crmd.channels.base import (
 )
 from crmd.channels.secrets import redact
 from crmd.channels.settings import QuietHours
-from crmd.phones import InvalidPhone, mask_phone, normalise_phone
+from crmd.intake.phones import InvalidPhone, mask_phone, normalise_phone
 from crmd.site import Site
-from crmd.tables import outbox
+from crmd.store.tables import outbox
 
 # Twilio's own client logs each request URL, and the URL holds the account SID.
 logging.getLogger("twilio.http_client").setLevel(logging.WARNING)

@@ -12,12 +12,12 @@ from typing import Any, ClassVar
 
 from sqlalchemy import select
 
-from crmd import queries as q
-from crmd.actions import ActionWriter
 from crmd.channels.base import BaseChannel, Message, Receipt
+from crmd.engine.actions import ActionWriter
 from crmd.events import TASK_CREATED
 from crmd.site import Site
-from crmd.tables import tasks
+from crmd.store import queries as q
+from crmd.store.tables import tasks
 
 
 class TaskChannel(BaseChannel):

@@ -1,0 +1,1 @@
+"""The `crmd` command: one module per command family, thin: parse, call, print."""

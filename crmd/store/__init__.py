@@ -1,0 +1,1 @@
+"""The store: tables, queries, bulk writes, migrations, site schemas and sharing between daemons."""
