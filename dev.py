@@ -56,6 +56,7 @@ def run(args: list[str]) -> None:
 def test(args: list[str]) -> None:
     sh(BIN / "ruff", "check", ".")
     sh(BIN / "mypy")
+    sh(BIN / "lint-imports")
     sh(BIN / "python", "-m", "pytest", *args)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -15,7 +16,6 @@ from crmd.calendar.workcal import WorkCalendar
 from crmd.errors import ConfigError
 from crmd.events import BUILTIN_EVENT_TYPES
 from crmd.fields import Fields, site_fields
-from crmd.store.siteschema import schema_problem, site_schema
 
 DEFAULT_ROLES: tuple[str, ...] = (
     "cr_manager",
@@ -62,6 +62,32 @@ class Site:
     @property
     def store_dir(self) -> Path:
         return self.root / "store"
+
+
+# PostgreSQL keeps 63 bytes of a name; ours are plain lowercase ASCII, so bytes are letters.
+MAX_NAME = 63
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
+# Schemas that exist in every database or that PostgreSQL reserves.
+_RESERVED = ("information_schema", "pg_catalog", "pg_toast")
+
+
+def schema_problem(name: str) -> str | None:
+    """What is wrong with a schema name, or None when a site may use it."""
+    if not _NAME.fullmatch(name):
+        return (
+            "a schema name is lowercase letters, digits and underscores, starting with a "
+            "letter (e.g. dealer_a)"
+        )
+    if len(name) > MAX_NAME:
+        return f"a schema name has at most {MAX_NAME} characters (this one has {len(name)})"
+    if name in _RESERVED or name.startswith("pg_"):
+        return "names starting with pg_, and information_schema, belong to PostgreSQL"
+    return None
+
+
+def site_schema(name: str | None) -> str | None:
+    """The schema a setting names: None for none or `public` (the store as it always was)."""
+    return None if name in (None, "", "public") else name
 
 
 def _dates(values: Any, where: str) -> list[date]:

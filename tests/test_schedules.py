@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from crmd.calendar.schedule_spec import ScheduleSpecError, parse_cron, schedule_from_spec
+from crmd.calendar.schedule_spec import ScheduleSpecError, schedule_from_spec
 from crmd.calendar.schedules import (
     CronSchedule,
     DailySchedule,
@@ -20,6 +20,7 @@ from crmd.calendar.schedules import (
     occurrences,
     quarterly,
 )
+from crmd.calendar.spec_words import parse_cron
 from crmd.calendar.workcal import WorkCalendar
 from crmd.errors import CalendarNotPublished
 

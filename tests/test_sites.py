@@ -30,7 +30,7 @@ from sqlalchemy.exc import OperationalError
 from crmd.cli.main import main
 from crmd.errors import ConfigError
 from crmd.intake.records import NewEvent, record_events, upsert_customers
-from crmd.site import load_site
+from crmd.site import load_site, schema_problem
 from crmd.store import queries as q
 from crmd.store.database import Store, StoreError, application_name
 from crmd.store.sharing import RuleLocks, rule_key
@@ -42,7 +42,6 @@ from crmd.store.siteschema import (
     START_KEY,
     channel_lock,
     rule_lock,
-    schema_problem,
     site_lock,
 )
 from crmd.store.tables import customers, events, fires, tasks

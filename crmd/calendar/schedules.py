@@ -1,6 +1,7 @@
 """Calendar schedules: each kind only answers "when is the next fire after t?" in local time.
 
-How rule files write them (words, cron text, the `when` forms) is `crmd.calendar.schedule_spec`.
+How rule files write them: the words and cron text in `crmd.calendar.spec_words`, the `when`
+forms in `crmd.calendar.schedule_spec`.
 """
 
 from __future__ import annotations
@@ -9,21 +10,25 @@ import calendar
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Literal, Protocol, get_args
+from typing import Protocol, get_args
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
 from crmd.calendar.offsets import local_datetime, to_local
+from crmd.calendar.spec_words import (
+    ALL_MONTHS,
+    WEEKDAYS,
+    DaySpec,
+    DayWord,
+    Shift,
+    parse_cron,
+    parse_day_spec,
+)
 from crmd.calendar.workcal import FESTIVALS, WorkCalendar, festival_day
 
-DayWord = Literal["last", "first_working_day", "last_working_day"]
-DaySpec = int | DayWord
-Shift = Literal["none", "previous_working_day", "next_working_day"]
-ALL_MONTHS: tuple[int, ...] = tuple(range(1, 13))
 _ONE_DAY = timedelta(days=1)
 _GAP_LOOKBACK = timedelta(hours=3)  # more than any DST gap (2 hours at most)
-WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -119,8 +124,6 @@ class CronSchedule(_Unbounded):
     tz: ZoneInfo
 
     def __post_init__(self) -> None:
-        from crmd.calendar.schedule_spec import parse_cron  # not at the top: it imports this module
-
         object.__setattr__(self, "expr", parse_cron(self.expr))
 
     def next_within(self, t: datetime, until: datetime | None) -> datetime | None:
@@ -272,10 +275,6 @@ class MonthlySchedule(_Unbounded):
     shift: Shift = "none"
 
     def __post_init__(self) -> None:
-        from crmd.calendar.schedule_spec import (
-            parse_day_spec,  # not at the top: it imports this module
-        )
-
         _check_at(self.at)
         days = parse_day_spec(list(self.days))  # also accepts "last day", "10", ...
         if not self.months or any(type(m) is not int or not 1 <= m <= 12 for m in self.months):

@@ -27,6 +27,7 @@ from sqlalchemy import Row
 from crmd.channels import outbox as ox
 from crmd.channels.base import (
     Channel,
+    ChannelSettings,
     DeliveryError,
     Message,
     NeedsReview,
@@ -36,7 +37,7 @@ from crmd.channels.base import (
     TemporaryFailure,
 )
 from crmd.channels.secrets import redact
-from crmd.channels.settings import ChannelSet, ChannelSettings, load_channels
+from crmd.channels.settings import ChannelSet, load_channels
 from crmd.intake.phones import mask_address
 from crmd.site import Site
 from crmd.store.database import Store

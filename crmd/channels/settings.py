@@ -9,16 +9,15 @@ in these files (crmd/channels/secrets.py).
 from __future__ import annotations
 
 import os
-import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import time, timedelta
 from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from crmd.channels.base import BaseChannel
+from crmd.channels.base import BaseChannel, ChannelSettings, QuietHours, RateLimit, RetryPolicy
 from crmd.channels.registry import channel_type
 from crmd.channels.secrets import missing_text, read_secret
 from crmd.errors import ConfigError, RuleError, RuleSetError
@@ -65,65 +64,6 @@ COMMON_OPTIONS: dict[str, Any] = {
     },
     "reconcile_after_seconds": {"type": "integer", "minimum": 1},
 }
-
-
-@dataclass(frozen=True)
-class QuietHours:
-    """Local hours in which customers get no messages; `start` may be after `end` (night)."""
-
-    start: time
-    end: time
-
-    def active(self, local: time) -> bool:
-        if self.start <= self.end:
-            return self.start <= local < self.end
-        return local >= self.start or local < self.end
-
-    def ends_after(self, now: datetime, tz: tzinfo) -> datetime:
-        """The first end of quiet hours after `now`, as an aware datetime."""
-        local = now.astimezone(tz)
-        day: date = local.date()
-        end = datetime.combine(day, self.end, tzinfo=tz)
-        if end <= local:
-            end = datetime.combine(day + timedelta(days=1), self.end, tzinfo=tz)
-        return end
-
-
-@dataclass(frozen=True)
-class RateLimit:
-    count: int
-    per: timedelta
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with jitter: attempt n waits first * 2**(n-1), capped, times
-    a random factor in [0.5, 1] so that a burst of failures does not retry in lockstep."""
-
-    attempts: int = 8
-    first_delay: timedelta = timedelta(minutes=1)
-    max_delay: timedelta = timedelta(hours=2)
-
-    def delay(self, attempt: int, rng: random.Random) -> timedelta:
-        base = min(self.max_delay, self.first_delay * (2 ** max(0, attempt - 1)))
-        jittered: timedelta = base * rng.uniform(0.5, 1.0)
-        return jittered
-
-
-@dataclass(frozen=True)
-class ChannelSettings:
-    """One channel as its file configures it."""
-
-    name: str
-    type: str
-    file: str = ""
-    quiet_hours: QuietHours | None = None
-    rate_limit: RateLimit | None = None
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    # How long a message may stay "sending" before it counts as interrupted and is
-    # reconciled with the provider; longer than any send takes, and than the provider's lag.
-    reconcile_after: timedelta = timedelta(minutes=5)
-    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -29,13 +29,13 @@ from crmd.channels.base import (
     NeedsReview,
     OutcomeUnknown,
     PermanentFailure,
+    QuietHours,
     Receipt,
     Runtime,
     SecretSpec,
     TemporaryFailure,
 )
 from crmd.channels.secrets import redact
-from crmd.channels.settings import QuietHours
 from crmd.intake.phones import InvalidPhone, mask_phone, normalise_phone
 from crmd.site import Site
 from crmd.store.tables import outbox

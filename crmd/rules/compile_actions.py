@@ -12,8 +12,7 @@ from typing import Any
 import jinja2
 
 from crmd.calendar.offsets import Offset
-from crmd.calendar.schedule_spec import parse_shift
-from crmd.calendar.schedules import Shift
+from crmd.calendar.spec_words import Shift, parse_shift
 from crmd.errors import RuleError
 from crmd.rules.fieldcheck import RuleKind, Sample, template_problem
 from crmd.rules.rule import (

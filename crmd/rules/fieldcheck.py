@@ -17,11 +17,10 @@ from typing import Any, Literal
 
 from jinja2 import StrictUndefined
 
-from crmd.engine.fieldneeds import template_references
 from crmd.rules.placeholders import RECORDS
 from crmd.rules.sandbox import CheckSandbox, bounded_time
 from crmd.rules.schema import did_you_mean
-from crmd.rules.templates import FILTERS, Template
+from crmd.rules.templates import FILTERS, Template, template_references
 from crmd.site import Site
 
 # The kinds of rule, by their trigger; each gives its templates different names to use.

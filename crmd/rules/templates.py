@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
-from jinja2 import StrictUndefined, Undefined, nodes
+from jinja2 import Environment, StrictUndefined, Undefined, nodes
 
 from crmd.rules.placeholders import RecordFields
 from crmd.rules.sandbox import BoundedSandbox
@@ -143,3 +143,37 @@ class EventFields(dict[str, Any]):
 
     def __missing__(self, key: str) -> str:
         return ""
+
+
+_PARSER = Environment()  # parses only: the names and fields a template uses
+# A name a template looks up, the field it takes of it (None: the whole value), the line.
+Reference = tuple[str, str | None, int]
+
+
+def template_references(template: Template) -> tuple[Reference, ...]:
+    """Every name a template reads from its context, with the field it takes and its line.
+
+    `customer.name` and `customer['name']` take a field; a bare `customer` (a loop over it,
+    a filter on it) takes the whole value. Names the template sets itself (`{% set %}`,
+    loop variables) are its own and left out. For a plain template (Template.lookups) these
+    are exactly its lookups; `crmd check` (crmd.rules.fieldcheck) checks every template's.
+    """
+    tree = _PARSER.parse(template.source)
+    own = {n.name for n in tree.find_all(nodes.Name) if n.ctx != "load"} | {"loop"}
+    found: list[Reference] = []
+    inside: set[int] = set()  # names already counted with their field
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        field: str | None = None
+        if isinstance(node, nodes.Getattr):
+            field = node.attr
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            field = node.arg.value if isinstance(node.arg.value, str) else None
+        target = getattr(node, "node", None)
+        if not isinstance(target, nodes.Name) or target.ctx != "load" or target.name in own:
+            continue
+        found.append((target.name, field, node.lineno))
+        inside.add(id(target))
+    for name in tree.find_all(nodes.Name):
+        if name.ctx == "load" and name.name not in own and id(name) not in inside:
+            found.append((name.name, None, name.lineno))
+    return tuple(sorted(found, key=lambda r: r[2]))

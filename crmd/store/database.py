@@ -35,8 +35,9 @@ from sqlalchemy.exc import (
 from sqlalchemy.pool import QueuePool
 
 from crmd.errors import CrmdError
+from crmd.site import schema_problem, site_schema
 from crmd.store.bulkwrite import json_text
-from crmd.store.siteschema import MIGRATE_KEY, schema_problem, site_lock, site_schema
+from crmd.store.siteschema import MIGRATE_KEY, site_lock
 
 logger = logging.getLogger(__name__)
 

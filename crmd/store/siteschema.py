@@ -16,7 +16,6 @@ older crmd and of this one still take turns on it.
 from __future__ import annotations
 
 import hashlib
-import re
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -34,31 +33,6 @@ CHANNELS_NAMESPACE = NAMESPACE + 2
 EVENTS_KEY = 1
 START_KEY = 2
 MIGRATE_KEY = 3
-
-# PostgreSQL keeps 63 bytes of a name; ours are plain lowercase ASCII, so bytes are letters.
-MAX_NAME = 63
-_NAME = re.compile(r"[a-z][a-z0-9_]*")
-# Schemas that exist in every database or that PostgreSQL reserves.
-_RESERVED = ("information_schema", "pg_catalog", "pg_toast")
-
-
-def schema_problem(name: str) -> str | None:
-    """What is wrong with a schema name, or None when a site may use it."""
-    if not _NAME.fullmatch(name):
-        return (
-            "a schema name is lowercase letters, digits and underscores, starting with a "
-            "letter (e.g. dealer_a)"
-        )
-    if len(name) > MAX_NAME:
-        return f"a schema name has at most {MAX_NAME} characters (this one has {len(name)})"
-    if name in _RESERVED or name.startswith("pg_"):
-        return "names starting with pg_, and information_schema, belong to PostgreSQL"
-    return None
-
-
-def site_schema(name: str | None) -> str | None:
-    """The schema a setting names: None for none or `public` (the store as it always was)."""
-    return None if name in (None, "", "public") else name
 
 
 def schema_of(conn: Connection) -> str | None:
