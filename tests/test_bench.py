@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -64,3 +66,39 @@ def test_the_floor_writes_exactly_the_rows_crmd_wrote(tmp_path: Path) -> None:
     assert least["events"] == [e for e in contents[0]["events"] if e[2] == "sale.delivered"]
     assert len(least["events"]) == 60
     assert figures["ledger_and_task_only_s"] >= 0
+
+
+@pytest.mark.timeout(240)
+def test_the_cli_bench_times_every_command_over_the_tasks_it_asked_for(tmp_path: Path) -> None:
+    out = tmp_path / "figures.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "cli.py"),
+            "--tasks",
+            "30",
+            "--repeat",
+            "2",
+            "--out",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=200,
+    )
+    figures = json.loads(out.read_text(encoding="utf-8"))
+    assert json.loads(done.stdout) == figures
+    # The store held the 30 open tasks asked for (the script counted them, and stops if not).
+    assert figures["tasks"] == figures["open_tasks"] == 30
+    assert figures["repeat"] == 2
+    names = ["python_bare", "python_import_click", "help", "tasks_30", "task_attempt", "check"]
+    for name in names:
+        assert figures[f"{name}_s"] > 0
+        runs = figures[f"{name}_runs_s"]
+        assert len(runs) == 2
+        assert all(t > 0 for t in runs)
+    for ratio in ("python_import_click", "help", "tasks", "task_attempt", "check"):
+        assert figures[f"{ratio}_over_bare"] > 0
+    assert figures["aims"] == {"help_over_bare": 12, "tasks_over_bare": 40}
+    assert "crmd tasks (30 open)" in done.stderr
