@@ -45,7 +45,7 @@ serve(site, SystemClock(), lambda: Store.open(site.store_url, schema=site.store_
       interval=0.05, configure=small_pages)
 """
 
-CRMD = [sys.executable, "-c", "from crmd.cli.main import main; main()"]
+CRMD = [sys.executable, "-c", "from crmd.cli.commands import main; main()"]
 
 
 def wait_for_log(log: Path, line: str) -> None:

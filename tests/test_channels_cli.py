@@ -11,7 +11,7 @@ from channel_site import sms_yaml
 from click.testing import CliRunner, Result
 from fakes import FakeTwilio
 
-from crmd.cli.main import main
+from crmd.cli.commands import main
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = "2026-11-23T10:00"

@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 
 from crmd.channels.registry import available, channel_type
 from crmd.channels.settings import load_channels
-from crmd.cli.main import main
+from crmd.cli.commands import main
 from crmd.errors import ConfigError, RuleSetError
 from crmd.site import load_site
 

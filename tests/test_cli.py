@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import select
 from test_failed_fires import RAISING
 
-from crmd.cli.main import main
+from crmd.cli.commands import main
 from crmd.cli.view import LinesByTime
 from crmd.site import load_site
 from crmd.store.database import Store

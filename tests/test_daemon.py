@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 
 from crmd.channels.email import EmailChannel
 from crmd.channels.sms import SmsChannel
-from crmd.cli.main import main
+from crmd.cli.commands import main
 from crmd.daemon.clock import FixedClock
 from crmd.daemon.instance import AlreadyRunning, InstanceLock, lock_path, running_pid
 from crmd.daemon.logs import mask

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from crmd.cli.main import main
+from crmd.cli.commands import main
 from crmd.errors import ConfigError, RuleSetError
 from crmd.rules.ruleset import load_rules
 from crmd.site import Site, load_site

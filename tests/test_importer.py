@@ -544,7 +544,7 @@ def test_an_unknown_kind_is_refused(store: Store, site: Site, tmp_path: Path) ->
 
 
 def run_cli(*args: str) -> Result:
-    from crmd.cli.main import main  # here, so the tests above do not depend on the whole CLI
+    from crmd.cli.commands import main  # here, so the tests above do not depend on the whole CLI
 
     return CliRunner().invoke(main, list(args))
 

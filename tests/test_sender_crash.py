@@ -13,7 +13,7 @@ from fakes import FakeTwilio
 
 pytestmark = pytest.mark.slow
 
-SENDER = "from crmd.cli.main import main; main()"
+SENDER = "from crmd.cli.commands import main; main()"
 
 
 def run_sender(site: Path, env: dict[str, str], now: str) -> subprocess.Popen[str]:

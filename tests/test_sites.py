@@ -27,7 +27,7 @@ from sqlalchemy import Connection, create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from crmd.cli.main import main
+from crmd.cli.commands import main
 from crmd.errors import ConfigError
 from crmd.intake.records import NewEvent, record_events, upsert_customers
 from crmd.site import load_site, schema_problem

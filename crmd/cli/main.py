@@ -739,9 +739,3 @@ def outbox_send(app: App) -> None:
     finally:
         sender.close()
     click.echo(str(report))
-
-
-# Command groups of their own modules (they import this one's App and pass_app).
-from crmd.cli.fires import fires  # noqa: E402
-
-main.add_command(fires)  # type: ignore[has-type]  # until the CLI is split
