@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from crmd.errors import CrmdError
 
+# The states of a message in the outbox (crmd/channels/outbox.py moves it between them).
+MESSAGE_STATUSES = ("queued", "sending", "sent", "held", "dead", "cancelled")
+
 if TYPE_CHECKING:
     from crmd.site import Site
     from crmd.store.database import Store

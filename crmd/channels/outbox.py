@@ -12,8 +12,6 @@ from sqlalchemy import Connection, Row, func, or_, select, update
 from crmd.errors import CrmdError, NotFound
 from crmd.store.tables import customers, outbox
 
-STATUSES = ("queued", "sending", "sent", "held", "dead", "cancelled")
-
 
 def next_due(conn: Connection, now: datetime, skip_channels: Collection[str]) -> Row[Any] | None:
     """The queued message that is due first, locked against other senders (PostgreSQL)."""

@@ -7,14 +7,8 @@ import sys
 
 import click
 
-from crmd.cli import known
-from crmd.cli.main import App, _print_counts, _print_json, check_option
-from crmd.cli.view import fires_table, ledger_json, ledger_table
-from crmd.engine.report import TickReport
-from crmd.store import ledger
-from crmd.store.database import Unit
+from crmd.cli.main import App, check_option, pass_app, print_counts, print_json
 
-pass_app = click.make_pass_decorator(App)
 STATUSES = ("fired", "cancelled", "skipped", "failed", "dismissed")
 
 
@@ -42,6 +36,10 @@ def fires(
     """
     if ctx.invoked_subcommand is not None:
         return
+    from crmd.cli import known
+    from crmd.cli.view import ledger_json, ledger_table
+    from crmd.store import ledger
+
     app: App = ctx.ensure_object(App)
     wanted = tuple(dict.fromkeys((*statuses, *(["failed"] if failed else []))))
     with app.store.read() as conn:
@@ -56,7 +54,7 @@ def fires(
             check_option("--rule", "rule", rule_id, known_rules)
         pending = ledger.count_failed(conn)
     if as_json:
-        _print_json([ledger_json(r, app.site) for r in rows])
+        print_json([ledger_json(r, app.site) for r in rows])
     elif rows:
         ledger_table(rows, app.site)
     else:
@@ -78,6 +76,11 @@ def fires(
 @pass_app
 def fires_retry(app: App, fire_ids: tuple[int, ...], every: bool) -> None:
     """Try failed fires again now (those of FIRE_IDS, or --all); each still happens once."""
+    from crmd.cli.view import fires_table
+    from crmd.engine.report import TickReport
+    from crmd.store import ledger
+    from crmd.store.database import Unit
+
     if not fire_ids and not every:
         raise click.UsageError("name the fires to retry (their ids), or pass --all")
     if fire_ids and every:
@@ -102,7 +105,7 @@ def fires_retry(app: App, fire_ids: tuple[int, ...], every: bool) -> None:
     still = report.count("failed")
     done = report.retried - still
     click.echo(f"{report.retried} fire(s) tried again: {done} done, {still} failed")
-    _print_counts(chained)
+    print_counts(chained)
     if still:
         sys.exit(1)
 
@@ -113,6 +116,8 @@ def fires_retry(app: App, fire_ids: tuple[int, ...], every: bool) -> None:
 @pass_app
 def fires_dismiss(app: App, fire_id: int, reason: str) -> None:
     """Close a failed fire on purpose (it is never tried again); who and why are recorded."""
+    from crmd.store import ledger
+
     by = _who()
     with app.writing("crmd fires dismiss").write() as conn:
         ledger.dismiss(conn, fire_id, reason, by, app.now)
