@@ -47,6 +47,7 @@ from crmd.rules.rule import RuleSet
 from crmd.rules.ruleset import load_rules
 from crmd.site import SETTINGS_FILE, Site, load_site, open_site, site_root
 from crmd.store import queries as q
+from crmd.store import work
 from crmd.store.database import Store, Unit
 from crmd.store.nowguard import refuse_going_back
 
@@ -436,7 +437,7 @@ def tasks_(app: App, role: str | None, everything: bool, as_json: bool) -> None:
     if role is not None:
         check_option("--role", "role", role, app.site.roles)
     with app.store.read() as conn:
-        rows = q.list_tasks(conn, app.now, role=role, everything=everything)
+        rows = work.list_tasks(conn, app.now, role=role, everything=everything)
     if as_json:
         _print_json([task_json(r, app.now, app.site) for r in rows])
     elif rows:
