@@ -38,8 +38,8 @@ sys.path.insert(0, str(HERE))
 
 from vs_apscheduler import run_crmd  # noqa: E402  (bench/ is not a package)
 
-from crmd.store import queries as q  # noqa: E402
 from crmd.store.database import Store  # noqa: E402
+from crmd.store.pages import PAGE  # noqa: E402
 
 
 def rows_of(path: Path, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
@@ -64,7 +64,7 @@ def store_rows(
     (table, columns, rows) in a transaction of its own. Returns (events in, total) seconds."""
     Store.open(f"sqlite:///{target}").dispose()  # the same schema, by the same migrations
     con = sqlite3.connect(target, isolation_level=None)
-    for pragma in (  # crmd's settings (crmd/store/database.py)
+    for pragma in (  # crmd's settings (crmd/store/connections.py)
         "journal_mode=WAL",
         "synchronous=NORMAL",
         "cache_size=-65536",
@@ -109,7 +109,7 @@ def floor(n: int, workdir: Path) -> dict[str, Any]:
     if not len(deliveries) == len(fire_rows) == len(task_rows) == len(task_events) == n:
         raise SystemExit("crmd's run did not write one fire, task and task event per delivery")
 
-    page = q.PAGE
+    page = PAGE
     spans = [(start, start + page) for start in range(0, n, page)]
     events_in, total = store_rows(
         workdir / "floor" / "crmd.db",

@@ -20,7 +20,7 @@ from crmd.engine.report import TickReport
 from crmd.intake.records import NewEvent, record_events, upsert_customers, upsert_vehicles
 from crmd.rules.ruleset import load_rules
 from crmd.site import SETTINGS_FILE, Site, load_site
-from crmd.store import queries as q
+from crmd.store import work
 from crmd.store.database import Store, Unit
 from crmd.store.tables import events, fires, outbox, tasks
 
@@ -119,7 +119,7 @@ class Harness:
     def listed(self, at: str, role: str | None = None) -> list[Row[Any]]:
         """What `crmd tasks` would list at a local time."""
         with self.store.read() as conn:
-            return q.list_tasks(conn, self.local(at), role=role)
+            return work.list_tasks(conn, self.local(at), role=role)
 
     def fires(self, rule: str | None = None) -> list[Row[Any]]:
         query = select(fires).order_by(fires.c.id)

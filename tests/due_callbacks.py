@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from crmd.intake.records import NewEvent, record_events, upsert_customers
-from crmd.store import queries as q
+from crmd.store import queries, work
 from crmd.testing import Harness
 
 MakeSite = Callable[[str], Harness]
@@ -39,15 +39,16 @@ def delivered_site(make_site: MakeSite, n: int) -> Harness:
 def record_reads(
     monkeypatch: pytest.MonkeyPatch, name: str, note: Callable[[tuple[Any, ...], Any], Any]
 ) -> list[Any]:
-    """Wrap crmd.store.queries.`name`: each call appends note(arguments, result) to the list
-    returned here, in call order."""
+    """Wrap the store's query `name` (of crmd.store.queries or crmd.store.work): each call
+    appends note(arguments, result) to the list returned here, in call order."""
     noted: list[Any] = []
-    read = getattr(q, name)
+    module = queries if hasattr(queries, name) else work
+    read = getattr(module, name)
 
     def recorded(*args: Any) -> Any:
         result = read(*args)
         noted.append(note(args, result))
         return result
 
-    monkeypatch.setattr(q, name, recorded)
+    monkeypatch.setattr(module, name, recorded)
     return noted

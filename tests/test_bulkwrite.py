@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-from crmd.store import queries as q
+from crmd.store import ledger
 from crmd.store.bulkwrite import allocate_ids, insert_many
 from crmd.store.database import StoreError
 from crmd.store.tables import dates, events, fires
@@ -101,7 +101,7 @@ def test_allocated_ids_follow_the_ones_taken_and_precede_the_next(make_site: Mak
     h = make_site("rules: []\n")
     with h.store.write() as conn:
         (first,) = conn.execute(insert(fires).returning(fires.c.id), [_fire("a")]).scalars()
-        ids = q.insert_fires(conn, [_fire("b"), _fire("c"), _fire("d")])
+        ids = ledger.insert_fires(conn, [_fire("b"), _fire("c"), _fire("d")])
         assert ids == sorted(set(ids))
         assert len(ids) == 3
         assert ids[0] > first
@@ -117,9 +117,9 @@ def test_a_fire_key_already_in_the_ledger_is_refused(make_site: MakeSite) -> Non
     """The ledger's unique key stays the guard against a fire done twice, on every path."""
     h = make_site("rules: []\n")
     with h.store.write() as conn:
-        q.insert_fires(conn, [_fire("once")])
+        ledger.insert_fires(conn, [_fire("once")])
     with pytest.raises(IntegrityError), h.store.write() as conn:
-        q.insert_fires(conn, [_fire("other"), _fire("once")])
+        ledger.insert_fires(conn, [_fire("other"), _fire("once")])
     with h.store.read() as conn:
         assert [row.key for row in conn.execute(select(fires.c.key))] == ["once"]
 
@@ -149,7 +149,7 @@ def test_times_in_json_are_stored_as_utc_text_by_every_way_of_writing(
     second = first.replace(fold=1)
     detail = {"actions": [{"at": first}, {"at": second}, {"at": first}], "reason": ""}
     with h.store.write() as conn:
-        q.insert_fires(conn, [dict(_fire("bulk"), detail=detail)])
+        ledger.insert_fires(conn, [dict(_fire("bulk"), detail=detail)])
         conn.execute(insert(fires), [dict(_fire("plain"), detail=detail)])
     with h.store.read() as conn:
         stored = dict(conn.execute(select(fires.c.key, fires.c.detail)).all())
@@ -169,7 +169,7 @@ def test_times_in_json_are_stored_as_utc_text_by_every_way_of_writing(
 def test_a_value_json_cannot_hold_is_refused(make_site: MakeSite, value: object) -> None:
     h = make_site("rules: []\n")
     with pytest.raises(TypeError, match="cannot be stored as JSON"), h.store.write() as conn:
-        q.insert_fires(conn, [dict(_fire("bad"), detail={"actions": [{"value": value}]})])
+        ledger.insert_fires(conn, [dict(_fire("bad"), detail={"actions": [{"value": value}]})])
 
 
 def test_lookups_by_many_keys_span_their_chunks(make_site: MakeSite) -> None:
@@ -178,8 +178,8 @@ def test_lookups_by_many_keys_span_their_chunks(make_site: MakeSite) -> None:
     h = make_site("rules: []\n")
     stored = [f"k{i:05d}" for i in range(10_050)]
     with h.store.write() as conn:
-        q.insert_fires(conn, [_fire(key) for key in stored])
+        ledger.insert_fires(conn, [_fire(key) for key in stored])
     asked = stored[::3] + [f"missing{i}" for i in range(600)] + stored[-5:]
     with h.store.read() as conn:
-        found = q.existing_fire_keys(conn, asked)
+        found = ledger.existing_fire_keys(conn, asked)
     assert found == set(stored[::3]) | set(stored[-5:])

@@ -686,14 +686,14 @@ def test_an_idle_pass_keeps_out_of_the_log_and_a_busy_one_says_what_it_did(
 def test_a_starting_daemon_forgets_daemons_not_heard_from_in_a_week(
     make_site: Callable[[str], Harness], site_store: str | None
 ) -> None:
-    from crmd.store import queries as q
+    from crmd.store import heartbeats
 
     h = make_site(DAILY)
     daemon, _ = daemon_for(h, "2026-11-23 08:00")
     now = h.local("2026-11-23 08:00")
     with h.store.write() as conn:
         for name, heard in (("gone", timedelta(days=7, seconds=1)), ("recent", timedelta(days=7))):
-            q.save_heartbeat(
+            heartbeats.save_heartbeat(
                 conn,
                 f"old-host:{name}",
                 host="old-host",
@@ -709,13 +709,13 @@ def test_a_starting_daemon_forgets_daemons_not_heard_from_in_a_week(
     running.join(timeout=60)
     assert not running.is_alive()
     with h.store.read() as conn:
-        ids = sorted(beat.id for beat in q.heartbeats(conn))
+        ids = sorted(beat.id for beat in heartbeats.heartbeats(conn))
     assert ids == sorted([daemon.id, "old-host:recent"])
 
 
 @pytest.mark.postgres
 def test_heartbeat_and_work_counts_on_postgresql(tmp_path: Path, pg_database: str) -> None:
-    from crmd.store import queries as q
+    from crmd.store import heartbeats, work
 
     h = Harness(tmp_path / "pg", DAILY, store_url=pg_database)
     try:
@@ -725,8 +725,8 @@ def test_heartbeat_and_work_counts_on_postgresql(tmp_path: Path, pg_database: st
         daemon.tick_once()
         daemon.tick_once()
         with h.store.read() as conn:
-            (beat,) = q.heartbeats(conn)
-            counts = q.work_counts(conn, h.local("2026-11-23 17:01"))
+            (beat,) = heartbeats.heartbeats(conn)
+            counts = work.work_counts(conn, h.local("2026-11-23 17:01"))
         assert (beat.state, beat.last_tick_at) == ("running", h.local("2026-11-23 09:00"))
         assert (counts["open_tasks"], counts["overdue_tasks"]) == (1, 1)
     finally:

@@ -30,7 +30,7 @@ from crmd.daemon.group import GroupDaemon, load_group_config
 from crmd.daemon.notify import Notifier
 from crmd.daemon.service import Config, load_config
 from crmd.site import Site
-from crmd.store import queries as q
+from crmd.store import heartbeats
 from crmd.store.database import Store
 from crmd.testing import FakeSystemd, Harness
 
@@ -68,7 +68,7 @@ def welcomed(h: Harness) -> bool:
 
 def state_of(h: Harness) -> str:
     with h.store.read() as conn:
-        (beat,) = q.heartbeats(conn)
+        (beat,) = heartbeats.heartbeats(conn)
     return str(beat.state)
 
 

@@ -25,7 +25,7 @@ from fakes import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from sqlalchemy import create_engine, func, select, text
 
 from crmd.intake.records import NewEvent, record_events, upsert_customers
-from crmd.store.database import application_name
+from crmd.store.connections import application_name
 from crmd.store.sharing import RULES_NAMESPACE
 from crmd.store.tables import events, fires, outbox, tasks
 from crmd.testing import Harness
@@ -164,7 +164,7 @@ def _kill_one_mid_rule(
     """Kill -9 a daemon while it holds a rule's lock, a quarter of the way in; returns which
     one and how many fires there were. Bounded by 60 s."""
     admin = create_engine(url)
-    # Each daemon's sessions are named after its PID (crmd.store.database.application_name).
+    # Each daemon's sessions are named after its PID (crmd.store.connections.application_name).
     holders = text(
         "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
         "WHERE l.locktype = 'advisory' AND l.classid = :ns AND l.granted"

@@ -11,6 +11,7 @@ from sqlalchemy import event
 
 from crmd.engine.paging import FIRST_PAGE, GROWTH, LEAST_PAGE, PAGE_SECONDS, PageSizer
 from crmd.intake.records import upsert_customers
+from crmd.store import ledger
 from crmd.store import queries as q
 from crmd.store.database import Stopped, Unit
 from crmd.store.tables import fires, tasks
@@ -123,9 +124,9 @@ def test_a_slow_rule_commits_in_small_pages_and_still_fires_everything_once(
     assert limits == [FIRST_PAGE, LEAST_PAGE, LEAST_PAGE, LEAST_PAGE]
     assert report.count("fired") == h.count(tasks) == n
     with h.store.read() as conn:
-        assert q.existing_fire_keys(conn, [f"sales-callback|event:d{i}" for i in range(n)]) == {
-            f"sales-callback|event:d{i}" for i in range(n)
-        }
+        assert ledger.existing_fire_keys(
+            conn, [f"sales-callback|event:d{i}" for i in range(n)]
+        ) == {f"sales-callback|event:d{i}" for i in range(n)}
 
 
 GREETING = (

@@ -15,8 +15,9 @@ from sqlalchemy import Connection, select, text
 from sqlalchemy.exc import OperationalError
 
 from crmd.intake.records import NewEvent, record_events
-from crmd.store import queries as q
+from crmd.store import work
 from crmd.store.database import Store
+from crmd.store.pages import PAGE
 from crmd.store.sharing import RULES_NAMESPACE, RuleLocks, rule_key
 from crmd.store.tables import events
 from crmd.testing import Harness
@@ -54,17 +55,17 @@ def test_a_task_is_marked_overdue_once_even_from_a_stale_read(
     h.event("sale.delivered", "2026-11-20 09:00", "C1")
     h.tick("2026-11-20 09:00")
     with h.store.read() as conn:
-        stale = q.tasks_falling_overdue(conn, h.local("2026-11-21 09:00"))
+        stale = work.tasks_falling_overdue(conn, h.local("2026-11-21 09:00"))
     assert len(stale) == 2
     assert sorted(h.tick("2026-11-21 09:00").overdue) == sorted(t.id for t in stale)
 
-    def stale_read(conn: Any, now: Any, cursor: Any = None, limit: int = q.PAGE) -> list[Any]:
+    def stale_read(conn: Any, now: Any, cursor: Any = None, limit: int = PAGE) -> list[Any]:
         return stale if cursor is None else []  # the first page, as read before the marks
 
-    monkeypatch.setattr(q, "tasks_falling_overdue", stale_read)
+    monkeypatch.setattr(work, "tasks_falling_overdue", stale_read)
     assert h.tick("2026-11-21 09:01").overdue == []
     with h.store.write() as conn:
-        marked = q.mark_tasks_overdue(conn, [t.id for t in stale])
+        marked = work.mark_tasks_overdue(conn, [t.id for t in stale])
         task_ids = list(
             conn.execute(select(events.c.task_id).where(events.c.type == "task.overdue")).scalars()
         )

@@ -31,8 +31,9 @@ from crmd.cli.commands import main
 from crmd.errors import ConfigError
 from crmd.intake.records import NewEvent, record_events, upsert_customers
 from crmd.site import load_site, schema_problem
-from crmd.store import queries as q
-from crmd.store.database import Store, StoreError, application_name
+from crmd.store import heartbeats
+from crmd.store.connections import application_name
+from crmd.store.database import Store, StoreError
 from crmd.store.sharing import RuleLocks, rule_key
 from crmd.store.siteschema import (
     CHANNELS_NAMESPACE,
@@ -560,7 +561,7 @@ def test_sites_lists_a_groups_sites_without_changing_any(
     h.event("sale.delivered", "2026-11-20 11:00", "C9")  # no such customer: a failed fire
     h.tick("2026-11-23 09:00")  # one task, one message
     with h.store.write() as conn:
-        q.save_heartbeat(
+        heartbeats.save_heartbeat(
             conn,
             "shop-host:4242",
             host="shop-host",

@@ -17,6 +17,7 @@ from crmd.engine.actions import ActionWriter
 from crmd.events import TASK_CREATED
 from crmd.site import Site
 from crmd.store import queries as q
+from crmd.store import work
 from crmd.store.tables import tasks
 
 
@@ -57,7 +58,7 @@ class TaskChannel(BaseChannel):
             "created_at": now,
         }
         with self.runtime.store.write() as conn:
-            (task_id,) = q.insert_tasks(conn, [row])
+            (task_id,) = work.insert_tasks(conn, [row])
             q.insert_events(
                 conn, [ActionWriter.task_event(dict(row, id=task_id), TASK_CREATED, now, now)]
             )

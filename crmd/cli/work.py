@@ -19,12 +19,12 @@ from crmd.events import ATTEMPT_OUTCOMES
 def tasks_(app: App, role: str | None, everything: bool, as_json: bool) -> None:
     """Open tasks whose window has started, by due time; overdue ones marked."""
     from crmd.cli.view import task_json, tasks_table
-    from crmd.store import queries as q
+    from crmd.store import work
 
     if role is not None:
         check_option("--role", "role", role, app.site.roles)
     with app.store.read() as conn:
-        rows = q.list_tasks(conn, app.now, role=role, everything=everything)
+        rows = work.list_tasks(conn, app.now, role=role, everything=everything)
     if as_json:
         print_json([task_json(r, app.now, app.site) for r in rows])
     elif rows:

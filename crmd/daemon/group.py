@@ -7,7 +7,7 @@ passing them to a few worker threads: each site ticks every `interval` seconds, 
 ran alone, and its work, heartbeat, locks and `crmd status` are its own. One process for
 the group instead of one per site saves the memory of an interpreter per site, and sites
 in schemas of one PostgreSQL database share the process's sessions (about two per worker,
-crmd.store.database.SharedEngines) instead of keeping two each.
+crmd.store.connections.SharedEngines) instead of keeping two each.
 
 A site that cannot start (a bad site.yaml or rule file, a store that cannot be opened, a
 SQLite store another daemon holds) is logged and left out; the others run. A site's
@@ -40,7 +40,8 @@ from crmd.daemon.notify import Notifier
 from crmd.daemon.service import Config, Daemon, load_config
 from crmd.errors import CrmdError
 from crmd.site import Site, load_site
-from crmd.store.database import SharedEngines, Store
+from crmd.store.connections import SharedEngines
+from crmd.store.database import Store
 from crmd.store.nowguard import refuse_going_back
 
 logger = logging.getLogger(__name__)

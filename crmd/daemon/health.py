@@ -5,8 +5,8 @@ dealership) without changing any of them.
 
 On SQLite one daemon per store holds the site's instance lock (crmd.daemon.instance); on
 PostgreSQL several daemons may share a site, and the live ones are those whose database
-sessions are open (named by crmd.store.database.application_name). Each daemon's row in the store's
-`daemon` table says when it last ticked.
+sessions are open (named by crmd.store.connections.application_name). Each daemon's row in
+the store's `daemon` table says when it last ticked.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from crmd.daemon.instance import running_pid
 from crmd.engine.rule_errors import RuleFailure, failures
 from crmd.errors import CrmdError
 from crmd.site import Site, load_site
-from crmd.store import queries as q
-from crmd.store.database import Store, application_name
+from crmd.store import heartbeats, work
+from crmd.store.connections import application_name
+from crmd.store.database import Store
 
 
 @dataclass(frozen=True)
@@ -80,11 +81,11 @@ class SiteHealth:
 def live_daemons(conn: Connection, schema: str | None) -> list[Row[Any]]:
     """The daemons of a site (in its schema) whose sessions are open on PostgreSQL: named
     after the site, or after the process alone (a group process shares its sessions among
-    its sites, crmd.store.database.SharedEngines)."""
-    live = q.live_session_names(conn)
+    its sites, crmd.store.connections.SharedEngines)."""
+    live = heartbeats.live_session_names(conn)
     return [
         b
-        for b in q.heartbeats(conn)
+        for b in heartbeats.heartbeats(conn)
         if b.state == "running"
         and (
             application_name(b.host, b.pid, schema) in live
@@ -95,8 +96,8 @@ def live_daemons(conn: Connection, schema: str | None) -> list[Row[Any]]:
 
 def site_health(site: Site, store: Store, now: datetime) -> SiteHealth:
     with store.read() as conn:
-        beats = q.heartbeats(conn)
-        counts = q.work_counts(conn, now)
+        beats = heartbeats.heartbeats(conn)
+        counts = work.work_counts(conn, now)
         failing = failures(conn)
         running = [] if store.is_sqlite else live_daemons(conn, store.schema)
     if store.is_sqlite:

@@ -36,7 +36,7 @@ from crmd.engine.horizon import DailyCalendarCheck
 from crmd.errors import CrmdError, RuleSetError
 from crmd.rules.ruleset import load_rules
 from crmd.site import Site
-from crmd.store import queries as q
+from crmd.store import heartbeats, watermarks
 from crmd.store.database import Stopped, Store, StoreError, Unit
 
 logger = logging.getLogger(__name__)
@@ -259,7 +259,7 @@ class Daemon:
             values.update(last_tick_at=now, last_tick_seconds=seconds)
         try:
             with self.store.write() as conn:
-                q.save_heartbeat(conn, self.id, **values)
+                heartbeats.save_heartbeat(conn, self.id, **values)
         except StoreError as exc:
             logger.debug("heartbeat not saved: %s", exc)
 
@@ -270,7 +270,9 @@ class Daemon:
             return
         try:
             with self.store.write() as conn:
-                forgotten = q.forget_heartbeats(conn, self.clock.now() - FORGET_AFTER, self.id)
+                forgotten = heartbeats.forget_heartbeats(
+                    conn, self.clock.now() - FORGET_AFTER, self.id
+                )
         except StoreError as exc:
             logger.debug("old heartbeats not deleted: %s", exc)
             return
@@ -377,7 +379,7 @@ class Daemon:
         """Say so when the daemon starts behind: the first pass fires what fell due, late."""
         try:
             with self.store.read() as conn:
-                oldest = q.oldest_watermark(conn, [r.id for r in self.engine.rules])
+                oldest = watermarks.oldest_watermark(conn, [r.id for r in self.engine.rules])
         except SQLAlchemyError:  # only a log line; the first tick reports store trouble
             return
         now = self.clock.now()

@@ -27,7 +27,7 @@ from crmd.events import TASK_CANCELLED, TASK_CREATED, TASK_DONE
 from crmd.rules.conditions import all_hold
 from crmd.rules.rule import Rule
 from crmd.site import Site
-from crmd.store import ledger
+from crmd.store import ledger, work
 from crmd.store import queries as q
 from crmd.store.database import NOT_THE_RULES
 
@@ -230,7 +230,7 @@ class ActionWriter:
             }
 
         fresh = [row(c, r) for c, r in pairs if r.key not in retrying]
-        new_ids = iter(q.insert_fires(conn, fresh))
+        new_ids = iter(ledger.insert_fires(conn, fresh))
         ids = []
         for c, r in pairs:
             if r.key in retrying:
@@ -299,7 +299,7 @@ class ActionWriter:
         ]
         if not rows:
             return 0
-        ids = q.insert_tasks(conn, rows)
+        ids = work.insert_tasks(conn, rows)
         created = [dict(row, id=task_id) for row, task_id in zip(rows, ids, strict=True)]
         for t in created if logger.isEnabledFor(logging.INFO) else ():
             logger.info(
@@ -342,7 +342,7 @@ class ActionWriter:
             for record, fire_id, a in _actions_of(records, fire_ids, "sms", "email")
             if not a.get("skipped")
         ]
-        q.insert_outbox(conn, rows)
+        work.insert_outbox(conn, rows)
         for row in rows:
             # The formatter masks the recipient's phone number or address.
             logger.info(
@@ -428,7 +428,7 @@ class ActionWriter:
                 kind = TASK_CANCELLED if status == "cancelled" else TASK_DONE
                 open_tasks = [
                     t
-                    for t in q.open_tasks_of_rules(
+                    for t in work.open_tasks_of_rules(
                         conn, a["rules"], record.customer_id, record.vehicle_id
                     )
                     # Only tasks made before this fire: never the ones it (or a later fire
@@ -437,7 +437,7 @@ class ActionWriter:
                 ]
                 a["closed"] = [t.id for t in open_tasks]
                 if open_tasks:
-                    q.close_tasks(conn, a["closed"], status, now, f"{status} by {record.key}")
+                    work.close_tasks(conn, a["closed"], status, now, f"{status} by {record.key}")
                     q.insert_events(
                         conn,
                         [self.task_event(t, kind, record.fire_at, now) for t in open_tasks],

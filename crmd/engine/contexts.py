@@ -16,6 +16,7 @@ from crmd.events import TASK_EVENTS
 from crmd.rules.templates import EventFields
 from crmd.site import Site
 from crmd.store import queries as q
+from crmd.store import work
 
 Context = dict[str, Any]
 # The event columns a rule sees as fields (`at` in the site's zone).
@@ -78,7 +79,7 @@ class ContextBuilder:
         car_dates = q.dates_of(conn, "vehicle", cars) if not needs.get("vehicle") else {}
         event_names = needs.get("event")
         task_ids = {e.task_id for _, _, e in items if e is not None and e.task_id is not None}
-        task_rows = q.tasks_by_id(conn, task_ids)
+        task_rows = work.tasks_by_id(conn, task_ids)
         # Narrowed records hold only plain columns: they are the fields as read.
         whole_people, whole_cars = needs.get("customer") is None, needs.get("vehicle") is None
         out = []

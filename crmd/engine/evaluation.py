@@ -55,10 +55,11 @@ from crmd.errors import CalendarNotPublished, CrmdError
 from crmd.events import TASK_OVERDUE
 from crmd.rules.rule import DateTrigger, EventTrigger, Rule, RuleSet, ScheduleTrigger
 from crmd.site import Site
-from crmd.store import ledger
+from crmd.store import ledger, watermarks, work
 from crmd.store import queries as q
 from crmd.store.database import NOT_THE_RULES, Unit
 from crmd.store.gcpause import collector_paused
+from crmd.store.pages import PAGE
 from crmd.store.sharing import START_KEY, RuleLocks, lock_for_transaction
 
 logger = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ class Engine:
         self.writer = ActionWriter(site)
         # The most rows read and fires committed per transaction (small in crash tests);
         # `pages` sizes each page below that by how long the rule's earlier pages took.
-        self.page_size = q.PAGE
+        self.page_size = PAGE
         self.pages = PageSizer()
         self._locks: RuleLocks | None = None
         # Whether this rule set has tried every failed fire once; a daemon's new rule set sets
@@ -209,7 +210,7 @@ class Engine:
                     return produced
                 after = rows[-1].id
                 anchors = ledger.events_by_seq(txn.conn, (r.event_seq for r in rows if r.event_seq))
-                states = q.load_rule_states(txn.conn)
+                states = watermarks.load_rule_states(txn.conn)
                 retrying: dict[str, int] = {}
                 by_rule: dict[str, list[Candidate]] = {}
                 for row in rows:
@@ -267,7 +268,7 @@ class Engine:
         `report.stops` says where it stopped and why. Returns the events it produced.
         """
         with unit.batch() as conn:
-            start = q.load_rule_state(conn, rule.id).watermark
+            start = watermarks.load_rule_state(conn, rule.id).watermark
         produced = 0
 
         def attempt(upto: datetime) -> CalendarNotPublished | None:
@@ -298,7 +299,7 @@ class Engine:
             with unit.batch() as conn:
                 max_seq = q.max_event_seq(conn)
                 for rule in self.rules:
-                    q.save_rule_state(conn, rule.id, window_start, max_seq, now)
+                    watermarks.save_rule_state(conn, rule.id, window_start, max_seq, now)
 
     def start_rules(self, unit: Unit, now: datetime, since: datetime | None = None) -> list[str]:
         """Give every rule seen for the first time its state; returns their ids.
@@ -309,7 +310,7 @@ class Engine:
         started = []
         with unit.batch() as conn:
             lock_for_transaction(conn, START_KEY)  # daemons starting together take turns
-            states = q.load_rule_states(conn)
+            states = watermarks.load_rule_states(conn)
             # Day one: no rule of this store has ever been evaluated (crmd.engine.takeover).
             day_one = not states and since is None
             self._failing = failing_rules(conn, states, self.rules)
@@ -322,7 +323,7 @@ class Engine:
                 if day_one and rule.backfill is None:
                     span = reach(rule)
                     watermark = EPOCH if span is None else max(EPOCH, now - span)
-                q.create_rule_state(
+                watermarks.create_rule_state(
                     conn, rule.id, start, max_seq, now, _fingerprint(rule), watermark
                 )
                 started.append(rule.id)
@@ -350,7 +351,7 @@ class Engine:
 
     def _evaluate(self, unit: Unit, rule: Rule, now: datetime, report: TickReport) -> int:
         with unit.batch() as conn:
-            state = q.load_rule_state(conn, rule.id)
+            state = watermarks.load_rule_state(conn, rule.id)
             seq_upto = q.max_event_seq(conn)
         watermark, seq_from, since = state.watermark, state.event_seq, state.since
         trigger = rule.trigger
@@ -386,9 +387,9 @@ class Engine:
                 # or crash between the pages must not leave them behind. The ledger drops
                 # the ones this page made if that time is evaluated again.
                 done_upto = page[-1].fire_at - TICK
-                q.save_rule_state(txn.conn, rule.id, done_upto, seq_upto, now)
+                watermarks.save_rule_state(txn.conn, rule.id, done_upto, seq_upto, now)
         with unit.batch() as conn:
-            q.save_rule_state(conn, rule.id, max(watermark, now), seq_upto, now)
+            watermarks.save_rule_state(conn, rule.id, max(watermark, now), seq_upto, now)
         return produced
 
     def _evaluate_events(
@@ -432,10 +433,10 @@ class Engine:
                         if history_from < fire_at <= watermark:
                             page.append(event_candidate(rule, row, fire_at))
                 produced += self._apply(txn, rule, page, now, report, since)
-                q.save_rule_state(txn.conn, rule.id, watermark, cursor, now)
+                watermarks.save_rule_state(txn.conn, rule.id, watermark, cursor, now)
         if trigger.count is not None:
             with unit.batch() as conn:
-                q.save_rule_state(conn, rule.id, max(watermark, now), seq_upto, now)
+                watermarks.save_rule_state(conn, rule.id, max(watermark, now), seq_upto, now)
             return produced
         if watermark >= now:
             # Nothing is due (a second round after this rule's own fires, say): phase 2's
@@ -459,13 +460,15 @@ class Engine:
                         page.append(event_candidate(rule, row, fire_at))
                 produced += self._apply(txn, rule, page, now, report, since)
                 if done:
-                    q.save_rule_state(txn.conn, rule.id, max(watermark, now), seq_upto, now)
+                    watermarks.save_rule_state(
+                        txn.conn, rule.id, max(watermark, now), seq_upto, now
+                    )
                 else:
                     # Everything before the last fire time of this page is done.
                     last = _event_fire_time(trigger, rows[-1].at, tz, cal)
                     watermark = max(watermark, min(last - TICK, now))
                     page_cursor = (rows[-1].at, rows[-1].seq)
-                    q.save_rule_state(txn.conn, rule.id, watermark, seq_upto, now)
+                    watermarks.save_rule_state(txn.conn, rule.id, watermark, seq_upto, now)
         return produced
 
     def _count_candidates(
@@ -524,8 +527,8 @@ class Engine:
                 extra={"rule": rule.id},
             )
         with unit.batch() as conn:
-            state = q.load_rule_state(conn, rule.id)
-            q.save_rule_state(conn, rule.id, resume, state.event_seq, now, new)
+            state = watermarks.load_rule_state(conn, rule.id)
+            watermarks.save_rule_state(conn, rule.id, resume, state.event_seq, now, new)
         return resume
 
     # ------------------------------------------------------------ applying fires
@@ -578,7 +581,7 @@ class Engine:
         since: datetime | None = None,
     ) -> int:
         """Write the fires of these candidates the ledger does not hold yet."""
-        done = q.existing_fire_keys(conn, (c.key for c in candidates))
+        done = ledger.existing_fire_keys(conn, (c.key for c in candidates))
         fresh: dict[str, Candidate] = {}
         for c in candidates:
             if c.key not in done and c.key not in fresh:
@@ -672,13 +675,13 @@ class Engine:
         while True:
             with self._page(unit, report, OVERDUE_PAGES) as txn:
                 conn = txn.conn
-                rows = q.tasks_falling_overdue(conn, now, cursor, txn.size)
+                rows = work.tasks_falling_overdue(conn, now, cursor, txn.size)
                 txn.rows = len(rows)
                 if not rows:
                     return total
                 cursor = (rows[-1].due_at, rows[-1].id)
                 # Another daemon may have marked some since the read: their events are its own.
-                marked = q.mark_tasks_overdue(conn, [r.id for r in rows])
+                marked = work.mark_tasks_overdue(conn, [r.id for r in rows])
                 mine = [r for r in rows if r.id in marked]
                 q.insert_events(
                     conn, [self.writer.task_event(r, TASK_OVERDUE, r.due_at, now) for r in mine]

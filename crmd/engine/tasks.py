@@ -11,10 +11,11 @@ from crmd.engine.actions import ActionWriter
 from crmd.errors import CrmdError, NotFound
 from crmd.events import ATTEMPT_OUTCOMES, TASK_ATTEMPTED, TASK_DONE
 from crmd.store import queries as q
+from crmd.store import work
 
 
 def _open_task(conn: Connection, task_id: int) -> Row[Any]:
-    task = q.get_task(conn, task_id)
+    task = work.get_task(conn, task_id)
     if task is None:
         raise NotFound(f"there is no task {task_id}; `crmd tasks --all` lists them")
     if task.status != "open":
@@ -57,9 +58,9 @@ def attempt(
     if outcome == "reached":
         values.update(status="done", closed_at=now, closed_note=note)
         events.append(ActionWriter.task_event(task, TASK_DONE, now, now, note=note or ""))
-    q.update_task(conn, task_id, **values)
+    work.update_task(conn, task_id, **values)
     q.insert_events(conn, events)
-    updated = q.get_task(conn, task_id)
+    updated = work.get_task(conn, task_id)
     assert updated is not None
     return updated
 
@@ -67,8 +68,8 @@ def attempt(
 def done(conn: Connection, task_id: int, now: datetime, *, note: str | None = None) -> Row[Any]:
     """Close a task as done."""
     task = _open_task(conn, task_id)
-    q.update_task(conn, task_id, status="done", closed_at=now, closed_note=note)
+    work.update_task(conn, task_id, status="done", closed_at=now, closed_note=note)
     q.insert_events(conn, [ActionWriter.task_event(task, TASK_DONE, now, now, note=note or "")])
-    updated = q.get_task(conn, task_id)
+    updated = work.get_task(conn, task_id)
     assert updated is not None
     return updated

@@ -68,7 +68,7 @@ def _utc_iso(value: datetime, fold: int) -> str:
 
 def json_text(value: Any) -> str:
     """A JSON column's text; aware times in it become ISO text in UTC. The store's engine
-    serialises JSON with this too (crmd.store.database), so every way of writing agrees."""
+    serialises JSON with this too (crmd.store.connections), so every way of writing agrees."""
     # SQLAlchemy's JSON type stores None as the JSON null, not SQL NULL (none_as_null=False).
     return _ENCODER.encode(value)
 
@@ -196,8 +196,9 @@ def allocate_ids(conn: Connection, table: Table, n: int) -> list[int]:
     """n new values of a table's integer `id`, increasing, for rows this transaction inserts.
 
     PostgreSQL draws them from the column's sequence. SQLite gives a new row max(id) + 1;
-    a writer there holds the database's write lock from its BEGIN IMMEDIATE (crmd.store.database),
-    so nobody else can take the same values before this transaction commits.
+    a writer there holds the database's write lock from its BEGIN IMMEDIATE
+    (crmd.store.connections), so nobody else can take the same values before this
+    transaction commits.
     """
     if n <= 0:
         return []
@@ -216,3 +217,18 @@ def allocate_ids(conn: Connection, table: Table, n: int) -> list[int]:
 def fast_ids(conn: Connection) -> bool:
     """Whether `allocate_ids` then `insert_many` serve this store (else insert RETURNING)."""
     return _fast(conn)
+
+
+def insert_with_ids(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Insert rows into a table with an integer `id` and return their new ids in the rows'
+    order (allocated then written with insert_many where that serves, else RETURNING)."""
+    if not rows:
+        return []
+    if not fast_ids(conn):
+        result = conn.execute(
+            insert(table).returning(table.c.id, sort_by_parameter_order=True), list(rows)
+        )
+        return [r.id for r in result]
+    ids = allocate_ids(conn, table, len(rows))
+    insert_many(conn, table, rows, ids)
+    return ids

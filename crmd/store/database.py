@@ -1,29 +1,26 @@
-"""The store: opening, migrating and transactions. Queries live in crmd/store/queries.py.
+"""The store: opening, migrating and transactions, and the units of work a tick writes in.
 
 SQLite (WAL) is the embedded default; any SQLAlchemy URL works (PostgreSQL to scale out).
 On PostgreSQL a site may keep its tables in a schema of its own, so that several sites
-share one database (crmd.store.siteschema). The sites of one group process (crmd.daemon.group) may
-share its sessions too (SharedEngines): each transaction points the session it takes at
-its site's schema.
+share one database (crmd.store.siteschema). The sites of one group process
+(crmd.daemon.group) may share its sessions too (SharedEngines): each transaction points the
+session it takes at its site's schema. How each connection is set up is in
+crmd.store.connections; the queries are in the store's other modules (crmd.store.queries,
+work, ledger, watermarks, heartbeats).
+
+Alembic is imported only by the methods that migrate the store or read its revision, so
+a command that opens a store without migrating does not pay for loading it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import socket
-import sqlite3
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     DataError,
@@ -32,12 +29,19 @@ from sqlalchemy.exc import (
     ProgrammingError,
     SQLAlchemyError,
 )
-from sqlalchemy.pool import QueuePool
 
 from crmd.errors import CrmdError
 from crmd.site import schema_problem, site_schema
-from crmd.store.bulkwrite import json_text
+from crmd.store.connections import (
+    SharedEngines,
+    engine_options,
+    search_path_setup,
+    sqlite_setup,
+)
 from crmd.store.siteschema import MIGRATE_KEY, site_lock
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 logger = logging.getLogger(__name__)
 
@@ -46,150 +50,6 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 class StoreError(CrmdError):
     """The store cannot be opened, read or written."""
-
-
-# SQLite checkpoints its WAL after this many pages (4 KB each) and then trims it to this size.
-WAL_CHECKPOINT_PAGES = 10_000
-WAL_KEEP_BYTES = 8 * 1024 * 1024
-
-
-def _sqlite_setup(engine: Engine, busy_timeout_ms: int) -> None:
-    """WAL, foreign keys, a busy timeout, and transactions we control (savepoints work)."""
-
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_conn: sqlite3.Connection, record: Any) -> None:
-        # Take transaction control from the sqlite3 module so BEGIN and SAVEPOINT are ours.
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        record.info["crmd_synchronous"] = "NORMAL"
-        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-        # 64 MB of page cache (the default is 2 MB): big imports and ticks touch indexes
-        # spread over more pages than that. SQLite allocates it only as pages are used.
-        cur.execute("PRAGMA cache_size=-65536")
-        # Copy the WAL back into the database every WAL_CHECKPOINT_PAGES pages instead of
-        # SQLite's 1,000 (about 4 MB). A tick's page of fires dirties index pages all
-        # over the customer-led indexes, more than 1,000 of them, so with the default nearly
-        # every commit paid a checkpoint (a copy and an fsync); now one checkpoint serves
-        # several commits and copies a page dirtied by each of them once. Crash safety is
-        # unchanged in kind: every transaction is whole or absent after a crash, and a process
-        # crash loses nothing committed. With synchronous=NORMAL a power cut may undo the
-        # transactions not yet synced, and a checkpoint syncs the WAL: that window grows from
-        # about 4 MB of writes to about 40 MB (the OS writes dirty pages out within seconds
-        # anyway). An undone page of fires is done again by the next tick, as after a crash.
-        # The WAL file grows to about that size while busy; journal_size_limit cuts it back
-        # to WAL_KEEP_BYTES after a checkpoint, so an idle store does not keep 40 MB of WAL.
-        cur.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
-        cur.execute(f"PRAGMA journal_size_limit={WAL_KEEP_BYTES}")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        options = conn.get_execution_options()
-        # A durable transaction is on disk when it commits (synchronous=FULL syncs the WAL at
-        # each commit); others may be undone by a power cut since the last checkpoint
-        # (NORMAL), which a crash-safe redo covers. The level cannot change inside a
-        # transaction, so it is set here, before BEGIN, when it differs.
-        level = "FULL" if options.get("crmd_durable") else "NORMAL"
-        info = conn.connection.info
-        if info.get("crmd_synchronous") != level:
-            conn.exec_driver_sql(f"PRAGMA synchronous={level}")
-            info["crmd_synchronous"] = level
-        # Writers take the write lock up front: no deadlock upgrading a read lock later.
-        mode = "DEFERRED" if options.get("crmd_read_only") else "IMMEDIATE"
-        conn.exec_driver_sql(f"BEGIN {mode}")
-
-
-# Server-side TCP keepalive for PostgreSQL connections: a daemon whose host vanished (power,
-# network) has its connection, its transaction and its advisory locks dropped after about
-# idle + interval * count = 10 + 5 * 3 = 25 seconds (crmd.store.sharing).
-KEEPALIVE_OPTIONS = (
-    "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3"
-)
-
-
-def application_name(
-    host: str | None = None, pid: int | None = None, schema: str | None = None
-) -> str:
-    """How this process's PostgreSQL sessions are named; `crmd status` finds live daemons
-    by it (the server keeps 63 bytes).
-
-    `crmd PID HOST` in the public schema, `crmd PID SCHEMA HOST` in a site's schema, so the
-    daemons of one site are told from those of another on the same host.
-    """
-    host = socket.gethostname() if host is None else host
-    pid = os.getpid() if pid is None else pid
-    site = "" if schema is None else f" {schema}"
-    return f"crmd {pid}{site} {host}".encode()[:63].decode(errors="ignore")
-
-
-def _search_path_setup(engine: Engine, schema: str) -> None:
-    """Every session looks up unqualified names in the site's schema (raw SQL included)."""
-
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_conn: Any, _record: Any) -> None:
-        with dbapi_conn.cursor() as cur:
-            cur.execute(f'SET search_path TO "{schema}"')
-        dbapi_conn.commit()
-
-
-def _engine_options(url: str, schema: str | None, busy_timeout_ms: int) -> dict[str, Any]:
-    """create_engine's options for a store at `url` (in `schema`, if a site has one)."""
-    parsed = make_url(url)
-    options: dict[str, Any] = {"json_serializer": json_text}
-    if parsed.get_backend_name() == "sqlite":
-        options["connect_args"] = {"timeout": busy_timeout_ms / 1000}
-        return options
-    options["pool_pre_ping"] = True
-    if parsed.get_backend_name() == "postgresql":
-        connect: dict[str, str] = {}
-        if "options" not in parsed.query:
-            connect["options"] = KEEPALIVE_OPTIONS
-        if "application_name" not in parsed.query:
-            connect["application_name"] = application_name(schema=schema)
-        options["connect_args"] = connect
-    return options
-
-
-class SharedEngines:
-    """One engine (one pool of sessions) per PostgreSQL URL for the sites of a group process.
-
-    With an engine each, every site keeps its idle sessions (two with the shipped rules),
-    so a few hundred sites would want more sessions than PostgreSQL's default
-    max_connections (100). Sharing, the group holds the sessions of the sites at work at
-    one time (`workers` at most, each using a transaction's session and a rule lock's),
-    keeps `keep` of them open between passes, and opens at most `most` at once. Sessions
-    are named after the process alone (`crmd PID HOST`): `crmd status` accepts that name
-    for every site of the group.
-    """
-
-    def __init__(self, keep: int, most: int) -> None:
-        self.keep = keep
-        self.most = most
-        self._engines: dict[str, Engine] = {}
-        self._lock = threading.Lock()
-
-    def engine(self, url: str) -> Engine:
-        with self._lock:
-            engine = self._engines.get(url)
-            if engine is None:
-                options = _engine_options(url, None, 0)
-                options.update(pool_size=self.keep, max_overflow=self.most - self.keep)
-                engine = self._engines[url] = create_engine(url, **options)
-            return engine
-
-    def sessions_kept(self) -> int:
-        """Sessions open and idle in the pools, over every URL."""
-        with self._lock:
-            pools = [e.pool for e in self._engines.values()]
-        return sum(p.checkedin() for p in pools if isinstance(p, QueuePool))
-
-    def dispose(self) -> None:
-        with self._lock:
-            for engine in self._engines.values():
-                engine.dispose()
-            self._engines.clear()
 
 
 class Stopped(Exception):
@@ -235,7 +95,7 @@ class Store:
                 assert shared is not None
                 self.engine = shared.engine(url)
             else:
-                kwargs = _engine_options(url, self.schema, busy_timeout_ms)
+                kwargs = engine_options(url, self.schema, busy_timeout_ms)
                 if self.schema is not None:
                     # Every table of crmd.store.tables (schema None) is the site schema's table.
                     kwargs["execution_options"] = {"schema_translate_map": {None: self.schema}}
@@ -243,9 +103,9 @@ class Store:
         except (SQLAlchemyError, ImportError) as exc:
             raise StoreError(f"cannot open store {self.safe_url}: {exc}") from None
         if self.is_sqlite:
-            _sqlite_setup(self.engine, busy_timeout_ms)
+            sqlite_setup(self.engine, busy_timeout_ms)
         if self.schema is not None and not self._shares_sessions:
-            _search_path_setup(self.engine, self.schema)
+            search_path_setup(self.engine, self.schema)
 
     def _check_schema(self, backend: str) -> None:
         assert self.schema is not None
@@ -288,11 +148,15 @@ class Store:
                 raise
         return store
 
-    def _alembic_config(self, connection: Connection) -> Config:
+    def _alembic_config(self, connection: Connection | None = None) -> Config:
+        """Alembic's settings for this store's migrations (on `connection`, to run them)."""
+        from alembic.config import Config
+
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
-        cfg.attributes["connection"] = connection
-        cfg.attributes["schema"] = self.schema
+        if connection is not None:
+            cfg.attributes["connection"] = connection
+            cfg.attributes["schema"] = self.schema
         return cfg
 
     def migrate(self, revision: str = "head") -> None:
@@ -300,6 +164,8 @@ class Store:
 
         A site schema that does not exist yet is created first.
         """
+        from alembic import command
+
         try:
             with self.connect() as conn, conn.begin():
                 if not self.is_sqlite:
@@ -328,14 +194,18 @@ class Store:
         logger.info("created schema %s in store %s", self.schema, self.safe_url)
 
     def revision(self) -> str | None:
+        """The revision the store's schema is at (None before its first migration)."""
+        from alembic.runtime.migration import MigrationContext
+
         with self.read() as conn:
             opts = {"version_table_schema": self.schema}
             return MigrationContext.configure(conn, opts=opts).get_current_revision()
 
     def head_revision(self) -> str | None:
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
-        return ScriptDirectory.from_config(cfg).get_current_head()
+        """The newest revision of crmd's migrations: what migrate() brings the store to."""
+        from alembic.script import ScriptDirectory
+
+        return ScriptDirectory.from_config(self._alembic_config()).get_current_head()
 
     @contextlib.contextmanager
     def write(self, *, durable: bool = False) -> Iterator[Connection]:
@@ -377,7 +247,7 @@ class Store:
     @contextlib.contextmanager
     def _transaction(self, **options: bool) -> Iterator[Connection]:
         """A transaction on a pooled connection; the options steer how SQLite begins it
-        (crmd_read_only, crmd_durable: see _sqlite_setup)."""
+        (crmd_read_only, crmd_durable: see crmd.store.connections.sqlite_setup)."""
         with self.connect() as conn:
             conn = conn.execution_options(**options)
             with conn.begin():

@@ -1,4 +1,9 @@
-"""The fires ledger's failed fires: found, listed, tried again and dismissed.
+"""The fires ledger: a row per fire, written once, and its failed fires: found, listed,
+tried again and dismissed.
+
+Each fire's key is unique in the ledger, so a fire happens once whoever writes it: a tick
+asks which of a page's keys are there already, and a key written since raises
+IntegrityError.
 
 A fire that cannot be done (its customer is not in the store, its SMS has no number, a
 template raises on its data) is kept in the ledger as `failed`, with the reason and what to
@@ -29,10 +34,24 @@ from sqlalchemy import (
 )
 
 from crmd.errors import CrmdError
+from crmd.store.bulkwrite import insert_with_ids
+from crmd.store.pages import members
 from crmd.store.tables import customers, events, fires, vehicles
 
 FAILED = "failed"
 DISMISSED = "dismissed"
+
+
+def existing_fire_keys(conn: Connection, keys: Iterable[str]) -> set[str]:
+    found: set[str] = set()
+    for member in members(conn, fires.c.key, sorted(set(keys))):
+        found.update(conn.execute(select(fires.c.key).where(member)).scalars())
+    return found
+
+
+def insert_fires(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Ledger rows; returns their ids, in order. A key already there raises IntegrityError."""
+    return insert_with_ids(conn, fires, rows)
 
 
 def count_failed(conn: Connection) -> int:

@@ -6,9 +6,9 @@ PostgreSQL session-level advisory lock keyed by the site's schema and the rule i
 that does not get it skips the rule for this tick: another daemon is evaluating it. The
 lock dies with its connection, so a daemon killed mid-rule frees the rule as soon as the
 server notices the connection is gone (at once for a killed process, whose kernel closes
-the socket; within the TCP keepalive time set in `crmd.store.database.KEEPALIVE_OPTIONS` for a host
-that vanished). The fires ledger's unique key stays the last guard: a page repeated after a
-crash finds its fires done.
+the socket; within the TCP keepalive time set in `crmd.store.connections.KEEPALIVE_OPTIONS`
+for a host that vanished). The fires ledger's unique key stays the last guard: a page
+repeated after a crash finds its fires done.
 
 Event inserts take a transaction-scoped lock too, so event `seq` values become visible in
 order: a rule's event cursor never passes an event still being written by another daemon.

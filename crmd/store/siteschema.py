@@ -7,7 +7,7 @@ schema too, so that one site never waits for, or counts, another site's work:
 - the advisory locks of crmd.store.sharing and crmd.store.database (rules, event writers,
   rule start, migration): advisory locks belong to the database, not to a schema;
 - the session names by which `crmd status` finds live daemons
-  (crmd.store.database.application_name).
+  (crmd.store.connections.application_name).
 
 A store without a schema (the public one) keeps the lock keys crmd always used: daemons of an
 older crmd and of this one still take turns on it.
