@@ -36,7 +36,7 @@ from sqlalchemy.engine import make_url
 from crmd.calendar.offsets import parse_offset
 from crmd.channels.sender import Sender
 from crmd.channels.settings import load_channels
-from crmd.cli.view import LinesByTime, fire_line
+from crmd.cli.fireview import LinesByTime, fire_line
 from crmd.engine.evaluation import Engine
 from crmd.engine.report import TickReport
 from crmd.intake.records import NewEvent, record_events, upsert_customers

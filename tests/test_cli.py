@@ -16,7 +16,7 @@ from sqlalchemy import select
 from test_failed_fires import RAISING
 
 from crmd.cli.commands import main
-from crmd.cli.view import LinesByTime
+from crmd.cli.fireview import LinesByTime
 from crmd.site import load_site
 from crmd.store.database import Store
 from crmd.store.tables import metadata

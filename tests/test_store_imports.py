@@ -44,3 +44,35 @@ def test_migrating_a_store_loads_alembic(tmp_path: Path) -> None:
         f"Store.open('sqlite:///{tmp_path / 'crmd.db'}').dispose()"
     )
     assert loaded_after(code, tmp_path) == list(MIGRATION_LIBRARIES)
+
+
+@pytest.mark.timeout(120)
+def test_opening_a_store_at_the_newest_revision_loads_no_alembic(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'crmd.db'}"
+    code = f"from crmd.store.database import Store\nStore.open({url!r}).dispose()"
+    assert loaded_after(code, tmp_path) == list(MIGRATION_LIBRARIES)  # a new store: migrated
+    assert loaded_after(code, tmp_path) == []  # at the head now: read, not migrated
+
+
+@pytest.mark.timeout(120)
+def test_a_store_behind_the_head_is_still_migrated(tmp_path: Path) -> None:
+    from crmd.store.database import HEAD_REVISION, Store
+
+    store = Store(f"sqlite:///{tmp_path / 'crmd.db'}")
+    try:
+        store.migrate("0006")
+        assert store.revision() == "0006"
+        store.migrate()
+        assert store.revision() == HEAD_REVISION
+    finally:
+        store.dispose()
+
+
+def test_head_revision_is_alembics_head() -> None:
+    from crmd.store.database import HEAD_REVISION, Store
+
+    store = Store("sqlite://")
+    try:
+        assert store.head_revision() == HEAD_REVISION
+    finally:
+        store.dispose()

@@ -12,7 +12,7 @@ import click
 from crmd.cli.main import App, check_option, parse_instant, pass_app, print_counts
 
 if TYPE_CHECKING:
-    from crmd.cli.view import FireJsonStream
+    from crmd.cli.fireview import FireJsonStream
     from crmd.engine.report import FireRecord
     from crmd.site import Site
 
@@ -50,7 +50,7 @@ def check(app: App) -> None:
 
 
 def _json_stream(now: datetime, site: Site) -> FireJsonStream:
-    from crmd.cli.view import FireJsonStream
+    from crmd.cli.fireview import FireJsonStream
 
     return FireJsonStream(now.astimezone(UTC), site, lambda text: click.echo(text, nl=False))
 
@@ -60,7 +60,7 @@ def _json_stream(now: datetime, site: Site) -> FireJsonStream:
 @pass_app
 def tick(app: App, as_json: bool) -> None:
     """Run one evaluation pass at now (or --now). Running it twice changes nothing."""
-    from crmd.cli.view import fires_table
+    from crmd.cli.fireview import fires_table
     from crmd.store.database import Unit
 
     engine = app.engine()
@@ -107,7 +107,7 @@ def plan(
     of unfinished work show up too. Fires already past by the clock are a catch-up (late).
     Fires are listed in time order.
     """
-    from crmd.cli.view import LinesByTime, fire_line, plan_stops, plan_summary_table
+    from crmd.cli.fireview import LinesByTime, fire_line, plan_stops, plan_summary_table
     from crmd.store.database import Unit
 
     end = parse_instant(end_text, app.site) if end_text else app.now

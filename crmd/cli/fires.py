@@ -76,7 +76,7 @@ def fires(
 @pass_app
 def fires_retry(app: App, fire_ids: tuple[int, ...], every: bool) -> None:
     """Try failed fires again now (those of FIRE_IDS, or --all); each still happens once."""
-    from crmd.cli.view import fires_table
+    from crmd.cli.fireview import fires_table
     from crmd.engine.report import TickReport
     from crmd.store import ledger
     from crmd.store.database import Unit

@@ -106,7 +106,7 @@ def status(app: App, as_json: bool) -> None:
     `systemctl status`); 1 when a rule is failing on every tick; 4 while failed fires wait
     to be fixed (`crmd fires --failed`).
     """
-    from crmd.cli.view import failing_lines
+    from crmd.cli.fireview import failing_lines
     from crmd.daemon.health import site_health
     from crmd.engine.horizon import calendar_warnings
 

@@ -18,7 +18,7 @@ from crmd.events import ATTEMPT_OUTCOMES
 @pass_app
 def tasks_(app: App, role: str | None, everything: bool, as_json: bool) -> None:
     """Open tasks whose window has started, by due time; overdue ones marked."""
-    from crmd.cli.view import task_json, tasks_table
+    from crmd.cli.tasklist import task_json, tasks_table
     from crmd.store import work
 
     if role is not None:
