@@ -13,7 +13,12 @@ from crmd.errors import CrmdError, NotFound
 from crmd.store.tables import customers, outbox
 
 
-def next_due(conn: Connection, now: datetime, skip_channels: Collection[str]) -> Row[Any] | None:
+def next_due(
+    conn: Connection,
+    now: datetime,
+    skip_channels: Collection[str],
+    skip_messages: Collection[int] = (),
+) -> Row[Any] | None:
     """The queued message that is due first, locked against other senders (PostgreSQL)."""
     query = (
         select(outbox)
@@ -24,6 +29,8 @@ def next_due(conn: Connection, now: datetime, skip_channels: Collection[str]) ->
     )
     if skip_channels:
         query = query.where(outbox.c.channel.not_in(list(skip_channels)))
+    if skip_messages:
+        query = query.where(outbox.c.id.not_in(list(skip_messages)))
     return conn.execute(query).first()
 
 
@@ -31,6 +38,14 @@ def in_flight(conn: Connection) -> list[Row[Any]]:
     """Messages marked as being sent: by a live sender, or interrupted."""
     query = select(outbox).where(outbox.c.status == "sending").order_by(outbox.c.id)
     return list(conn.execute(query.with_for_update(skip_locked=True)))
+
+
+def still_claimed(conn: Connection, message_id: int, token: str | None) -> bool:
+    """Whether a message is still "sending" under the claim `token`."""
+    query = select(outbox.c.id).where(
+        outbox.c.id == message_id, outbox.c.status == "sending", outbox.c.claim_token == token
+    )
+    return conn.execute(query).first() is not None
 
 
 def opted_out(conn: Connection, customer_id: str) -> bool:

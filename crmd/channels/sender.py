@@ -7,6 +7,16 @@ blindly: once their claim is older than the channel's `reconcile_after`, the cha
 provider (Twilio lists its messages) and the message is marked sent, queued again because
 the provider surely has none, or held for a person to review.
 
+Age alone does not tell an interrupted send from a slow one, and a live sender's message
+must never be reconciled: asked while its request is on the way, the provider has nothing
+yet, the message is queued again and the customer gets it twice. So a sender holds the
+message's lock (crmd.store.sharing.MessageClaims) from before its claim commits until its
+outcome is recorded, and a sender reconciles only a message whose lock it gets: one whose
+sender died (PostgreSQL frees the lock with the dead sender's connection), or whose send
+ended with an unknown outcome. The claim's time is when it was made (the pass's `now` plus
+the time the pass has run, to the second), so `reconcile_after` counts from the send, not
+from the start of a long pass.
+
 At claim time the sender also protects customers: a customer who opted out gets nothing,
 quiet hours move the message to the morning (site time), a rate limit spreads a burst, and
 an invalid number or address goes to the dead letters with the reason.
@@ -16,10 +26,11 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row
@@ -41,7 +52,7 @@ from crmd.channels.settings import ChannelSet, load_channels
 from crmd.intake.phones import mask_address
 from crmd.site import Site
 from crmd.store.database import Store
-from crmd.store.sharing import lock_channel_for_transaction
+from crmd.store.sharing import MessageClaims, lock_channel_for_transaction
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +105,10 @@ class Sender:
         self._made: dict[str, Channel] = {}
         self._broken: dict[str, str] = {}
         self._secrets = channels.all_secrets()
+        self.claims = MessageClaims(store)
+        # Measures how long a pass has run (a test may step it by hand).
+        self.monotonic: Callable[[], float] = time.monotonic
+        self._pass_started = 0.0
 
     @classmethod
     def for_site(cls, site: Site, store: Store, env: Mapping[str, str] | None = None) -> Sender:
@@ -138,17 +153,25 @@ class Sender:
     def run_once(self, now: datetime) -> SendReport:
         """Reconcile interrupted sends, then send what is due at `now` (up to `batch`)."""
         report = SendReport()
-        self._reconcile(now, report)
+        self._pass_started = self.monotonic()
         skip: set[str] = set()  # channels at their rate limit for this pass
-        for _ in range(self.batch):
-            claimed = self._claim_next(now, skip, report)
-            if claimed is None:
-                break
-            if isinstance(claimed, _Claimed):
-                self._deliver(claimed, now, report)
+        busy: set[int] = set()  # messages another sender is settling right now
+        with self.claims.session():
+            self._reconcile(now, report)
+            for _ in range(self.batch):
+                claimed = self._claim_next(now, skip, busy, report)
+                if claimed is None:
+                    break
+                if isinstance(claimed, _Claimed):
+                    self._deliver(claimed, now, report)
         if report.sent or report.dead or report.held or report.unknown or report.retrying:
             logger.info("outbox at %s: %s", now.isoformat(), report)
         return report
+
+    def _clock(self, now: datetime) -> datetime:
+        """The time on the clock of the pass at `now`: `now` plus the whole seconds it has
+        run. (Whole seconds: the first claims of a pass are made at its `now` exactly.)"""
+        return now + timedelta(seconds=int(self.monotonic() - self._pass_started))
 
     def _message(self, row: Row[Any], recipient: str, now: datetime) -> Message:
         return Message(
@@ -165,16 +188,29 @@ class Sender:
         )
 
     def _claim_next(
-        self, now: datetime, skip: set[str], report: SendReport
+        self, now: datetime, skip: set[str], busy: set[int], report: SendReport
     ) -> _Claimed | bool | None:
         """Claim the next due message: a claim to send, True if it was settled without
-        sending (held, cancelled, dead, deferred), None when nothing more is due.
+        sending (held, cancelled, dead, deferred) or left for a later pass (rate limit,
+        another sender settling it), None when nothing more is due.
 
         The claim is durable: once the provider may have the message, the store knows it
-        was being sent, even after a power cut, so it is reconciled, never sent again.
+        was being sent, even after a power cut, so it is reconciled, never sent again. The
+        message's lock is taken before the claim commits, so no instant shows it "sending"
+        with its lock free while this sender lives.
         """
+        try:
+            return self._claim_locked(now, skip, busy, report)
+        except BaseException:
+            # The claim did not commit: free the lock taken for it.
+            self.claims.release_all()
+            raise
+
+    def _claim_locked(
+        self, now: datetime, skip: set[str], busy: set[int], report: SendReport
+    ) -> _Claimed | bool | None:
         with self.store.write(durable=True) as conn:
-            row = ox.next_due(conn, now, skip)
+            row = ox.next_due(conn, now, skip, busy)
             if row is None:
                 return None
             channel, why = self.channel(row.channel)
@@ -219,6 +255,11 @@ class Sender:
             if limit and ox.sent_since(conn, row.channel, now - limit.per) >= limit.count:
                 skip.add(row.channel)
                 return True
+            if not self.claims.take(row.id):
+                # Another sender is settling it this instant (it reconciled it and is
+                # about to free its lock): leave it to the next pass.
+                busy.add(row.id)
+                return True
             token = uuid.uuid4().hex
             ox.change(
                 conn,
@@ -226,14 +267,22 @@ class Sender:
                 None,
                 status="sending",
                 claim_token=token,
-                claimed_at=now,
+                claimed_at=self._clock(now),
                 attempts=row.attempts + 1,
             )
             message = replace(self._message(row, recipient, now), attempts=row.attempts + 1)
         return _Claimed(message, channel, settings, token)
 
     def _deliver(self, claimed: _Claimed, now: datetime, report: SendReport) -> None:
-        """Send one claimed message and mark what happened."""
+        """Send one claimed message, mark what happened, then free its lock."""
+        try:
+            self._send_and_mark(claimed, now, report)
+        except BaseException:
+            self.claims.release_all()
+            raise
+        self.claims.release(claimed.message.id)
+
+    def _send_and_mark(self, claimed: _Claimed, now: datetime, report: SendReport) -> None:
         message, settings = claimed.message, claimed.settings
         values: dict[str, Any]
         try:
@@ -285,7 +334,18 @@ class Sender:
             extra={"rule": message.rule_id, "subject": message.customer_id},
         )
         with self.store.write() as conn:
-            ox.change(conn, message.id, claimed.token, **values)
+            marked = ox.change(conn, message.id, claimed.token, **values)
+        if not marked:
+            # Only if this sender's lock was lost (its store session dropped) while it
+            # sent, and another sender settled the message meanwhile.
+            logger.error(
+                "message %d on %s: its claim was taken over while this sender was sending it "
+                "(%s); the recipient may get it twice, see `crmd outbox`",
+                message.id,
+                message.channel,
+                values.get("status", "outcome unknown"),
+                extra={"rule": message.rule_id, "subject": message.customer_id},
+            )
 
     def _settle(
         self,
@@ -315,15 +375,30 @@ class Sender:
     # ------------------------------------------------------------------ after a crash
 
     def _reconcile(self, now: datetime, report: SendReport) -> None:
-        """Settle messages left "sending" longer than their channel's reconcile_after."""
+        """Settle messages left "sending" longer than their channel's reconcile_after whose
+        sender no longer holds them."""
         with self.store.read() as conn:
             rows = ox.in_flight(conn)
         for row in rows:
             settings = self.channels.settings.get(row.channel)
             after = settings.reconcile_after if settings else ChannelSettings.reconcile_after
-            if row.claimed_at is None or row.claimed_at > now - after:
-                continue  # perhaps still being sent by a live sender
-            self._reconcile_one(row, now, report)
+            if row.claimed_at is None or row.claimed_at > self._clock(now) - after:
+                # Too young: a sender may be on it still (SQLite tells by age alone), or
+                # the provider may not list it yet.
+                continue
+            if not self.claims.take(row.id):
+                logger.debug("message %d is still being sent by another sender", row.id)
+                continue
+            try:
+                with self.store.read() as conn:
+                    # Its sender may have marked it and freed it since it was listed.
+                    interrupted = ox.still_claimed(conn, row.id, row.claim_token)
+                if interrupted:
+                    self._reconcile_one(row, now, report)
+            except BaseException:
+                self.claims.release_all()
+                raise
+            self.claims.release(row.id)
 
     def _reconcile_one(self, row: Row[Any], now: datetime, report: SendReport) -> None:
         unknown = f"its send was interrupted (claimed {row.claimed_at.isoformat()})"
@@ -353,7 +428,7 @@ class Sender:
             return
         with self.store.write() as conn:
             if receipt is not None:
-                ox.change(
+                changed = ox.change(
                     conn,
                     row.id,
                     row.claim_token,
@@ -363,10 +438,8 @@ class Sender:
                     claim_token=None,
                     last_error=f"{unknown}; the provider has it, so it was not sent again",
                 )
-                report.reconciled += 1
-                logger.info("message %d: reconciled as sent (%s)", row.id, receipt.ref)
             else:
-                ox.change(
+                changed = ox.change(
                     conn,
                     row.id,
                     row.claim_token,
@@ -375,7 +448,13 @@ class Sender:
                     claim_token=None,
                     last_error=f"{unknown}; the provider has no such message, so it goes again",
                 )
-                logger.info("message %d: the provider never got it; queued again", row.id)
+        if not changed:
+            logger.info("message %d: settled by another sender meanwhile", row.id)
+        elif receipt is not None:
+            report.reconciled += 1
+            logger.info("message %d: reconciled as sent (%s)", row.id, receipt.ref)
+        else:
+            logger.info("message %d: the provider never got it; queued again", row.id)
 
 
 def _dead(reason: str) -> dict[str, Any]:

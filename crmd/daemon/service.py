@@ -224,9 +224,12 @@ class Daemon:
 
     def _send(self, now: datetime) -> str:
         """One pass of the outbox sender. It logs its own pass when it sent, retried, held or
-        gave up on something; a pass with nothing to send stays out of the log."""
+        gave up on something; a pass with nothing to send stays out of the log.
+
+        The sender reads the clock again: its claims carry their time, and the rules step
+        before it may have taken minutes of a catch-up."""
         if self.config.sender is not None:
-            self.config.sender.run_once(now)
+            self.config.sender.run_once(max(now, self.clock.now()))
         return ""
 
     def _between_batches(self) -> bool:

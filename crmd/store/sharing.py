@@ -15,6 +15,12 @@ order: a rule's event cursor never passes an event still being written by anothe
 So does the sender's check of a channel's rate limit: senders count and claim one at a
 time, so several daemons together never send more than the limit.
 
+A sender holds a session-level advisory lock on each outbox message it sends, taken before
+its claim commits and freed once the outcome is recorded (`MessageClaims`). A message left
+"sending" whose lock is free was interrupted: its sender died, and its lock with its
+connection. One whose lock is held is still being sent, however old its claim looks, and
+another daemon's sender leaves it alone.
+
 On SQLite none of this applies: one daemon per store, enforced by `crmd.daemon.instance`.
 """
 
@@ -34,6 +40,7 @@ from crmd.store.siteschema import (
     RULES_NAMESPACE,
     START_KEY,
     channel_lock,
+    message_lock,
     rule_key,
     rule_lock,
     schema_of,
@@ -45,6 +52,7 @@ __all__ = [
     "NAMESPACE",
     "RULES_NAMESPACE",
     "START_KEY",
+    "MessageClaims",
     "RuleLocks",
     "lock_channel_for_transaction",
     "lock_for_transaction",
@@ -117,3 +125,72 @@ class RuleLocks:
             raise
         finally:
             conn.close()
+
+
+class MessageClaims:
+    """The locks of the outbox messages a sender is sending; always granted on SQLite.
+
+    The locks live on one connection of their own, opened by `session` for a pass of the
+    sender. Every call is a try, never a wait: a sender that waited here while its claim
+    transaction holds the message's row could wait for a sender that waits for that row.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.shared = not store.is_sqlite
+        self._conn: Connection | None = None
+        self._held: set[int] = set()
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[MessageClaims]:
+        """The connection that holds the locks, for one pass; every lock is freed after it."""
+        try:
+            yield self
+        finally:
+            self._close()
+
+    def take(self, message_id: int) -> bool:
+        """Lock a message: False if another sender holds it (it is sending or settling it)."""
+        if not self.shared:
+            return True
+        got = bool(self._call(message_id, "pg_try_advisory_lock"))
+        if got:
+            self._held.add(message_id)
+        return got
+
+    def release(self, message_id: int) -> None:
+        """Free a message's lock once its outcome is committed (or its claim rolled back)."""
+        if not self.shared or message_id not in self._held:
+            return
+        self._held.discard(message_id)
+        # On an error the session is closed, and its locks go with it.
+        self._call(message_id, "pg_advisory_unlock")
+
+    def release_all(self) -> None:
+        """Free every lock this sender holds, by closing their session."""
+        self._close()
+
+    def _call(self, message_id: int, function: str) -> object:
+        key = message_lock(self.store.schema, message_id)
+        try:
+            if self._conn is None:
+                self._conn = self.store.connect()
+            value = self._conn.execute(*key.call(function)).scalar_one()
+            self._conn.commit()
+            return value
+        except SQLAlchemyError as exc:
+            self._close()
+            action = "unlock" if function == "pg_advisory_unlock" else "lock"
+            raise StoreError(
+                f"cannot {action} outbox message {message_id} in store {self.store.where}: {exc}"
+            ) from None
+
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        held, self._held = self._held, set()
+        if conn is None:
+            return
+        if held:
+            # A lock may still be held: never hand this session back to the pool.
+            conn.invalidate()
+        conn.close()

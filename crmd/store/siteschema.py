@@ -5,7 +5,8 @@ every table to that schema, and everything that is shared database-wide must car
 schema too, so that one site never waits for, or counts, another site's work:
 
 - the advisory locks of crmd.store.sharing and crmd.store.database (rules, event writers,
-  rule start, migration): advisory locks belong to the database, not to a schema;
+  rule start, migration, channels, messages being sent): advisory locks belong to the
+  database, not to a schema;
 - the session names by which `crmd status` finds live daemons
   (crmd.store.connections.application_name).
 
@@ -29,6 +30,8 @@ NAMESPACE = 0x63726D64
 RULES_NAMESPACE = NAMESPACE + 1
 # Channel rate-limit locks use the one after, with the CRC-32 of the channel name.
 CHANNELS_NAMESPACE = NAMESPACE + 2
+# Message claim locks use the one after that, with the message id as the second key.
+MESSAGES_NAMESPACE = NAMESPACE + 3
 # Second keys of the site-wide locks.
 EVENTS_KEY = 1
 START_KEY = 2
@@ -93,3 +96,14 @@ def channel_lock(schema: str | None, channel: str) -> LockKey:
     if schema is None:
         return LockKey((CHANNELS_NAMESPACE, rule_key(channel)))
     return LockKey((_key64(f"crmd/{schema}/channel/{channel}"),))
+
+
+def message_lock(schema: str | None, message_id: int) -> LockKey:
+    """The lock a sender holds on an outbox message from its claim until its outcome is
+    recorded: while it is held, the message is being sent, not interrupted."""
+    if schema is None:
+        # PostgreSQL's two-key form takes 32-bit keys: ids past 2**31 wrap around. Two
+        # messages 2**32 apart then share a lock, which only makes one wait a pass.
+        key = message_id % (1 << 32)
+        return LockKey((MESSAGES_NAMESPACE, key - (1 << 32) if key >= 1 << 31 else key))
+    return LockKey((_key64(f"crmd/{schema}/message/{message_id}"),))
