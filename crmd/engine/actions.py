@@ -1,7 +1,8 @@
 """Running a rule's actions for a page of fires: ledger rows, tasks, outbox rows, cancels.
 
-Everything here runs inside the engine's page transaction, so a fire and all it does commit
-together or not at all.
+What each fire does (fired, cancelled, skipped or failed) is decided in crmd.engine.outcomes;
+this writes it. Everything here runs inside the engine's page transaction, so a fire and all
+it does commit together or not at all.
 """
 
 from __future__ import annotations
@@ -11,17 +12,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from jinja2 import TemplateError
 from sqlalchemy import Connection, Row
 
-from crmd.calendar.offsets import parse_offset
 from crmd.engine.candidates import Candidate
 from crmd.engine.contexts import Context, ContextBuilder
 from crmd.engine.fieldneeds import Needs, fields_needed
-from crmd.engine.projection import km_reached_on
-from crmd.engine.rendering import render_actions
+from crmd.engine.outcomes import cancelled_by_unless, decide, error_reason, fire_record
 from crmd.engine.report import FireRecord
-from crmd.engine.takeover import hours, take_over
+from crmd.engine.takeover import take_over
 from crmd.errors import CalendarNotPublished
 from crmd.events import TASK_CANCELLED, TASK_CREATED, TASK_DONE
 from crmd.rules.conditions import all_hold
@@ -98,13 +96,13 @@ class ActionWriter:
                 held.append((c, ctx))
             elif c.key in retrying:
                 reason = "the rule's conditions no longer hold"
-                pairs.append((c, _record(rule, c, late_as_of, late_after, "skipped", reason)))
+                pairs.append((c, fire_record(rule, c, late_as_of, late_after, "skipped", reason)))
         # Only fires whose conditions hold are asked whether a later event cancelled them.
-        cancelled = self._cancelled_by_unless(conn, rule, [c for c, _ in held])
+        cancelled = cancelled_by_unless(conn, rule, [c for c, _ in held])
         for c, ctx in held:
             try:
-                record = self._decide(
-                    conn, rule, c, ctx, cancelled.get(c.key), late_as_of, late_after
+                record = decide(
+                    conn, self.site, rule, c, ctx, cancelled.get(c.key), late_as_of, late_after
                 )
                 if taken_over_upto and c.fire_at <= taken_over_upto:
                     written = max(late_as_of, c.fire_at)
@@ -119,7 +117,7 @@ class ActionWriter:
             except Exception as exc:
                 # One fire's trouble (a template raising on its data) is that fire's alone:
                 # it is kept as failed, and the tick goes on.
-                record = _record(rule, c, late_as_of, late_after, "failed", _error_reason(exc))
+                record = fire_record(rule, c, late_as_of, late_after, "failed", error_reason(exc))
                 # The reason is in the ledger (`crmd fires --failed`); the traceback, for a
                 # programmer, only at debug level: a retried fire would repeat it each time.
                 logger.error(
@@ -143,59 +141,6 @@ class ActionWriter:
         self._store_dates(conn, records, now)
         produced += self._emit_events(conn, records, ids, now)
         return records, produced
-
-    def _decide(
-        self,
-        conn: Connection,
-        rule: Rule,
-        c: Candidate,
-        ctx: Context,
-        cancelled_by: str | None,
-        late_as_of: datetime,
-        late_after: timedelta,
-    ) -> FireRecord:
-        """What one fire whose conditions hold does."""
-        ctx["fire"] = {"at": c.fire_at.astimezone(self.site.timezone), "rule": rule.id}
-        lateness = max(late_as_of, c.fire_at) - c.fire_at
-        record = _record(rule, c, late_as_of, late_after, "fired")
-        if cancelled_by is not None:
-            record.status, record.reason = "cancelled", cancelled_by
-            return record
-        if rule.late and lateness > rule.late.skip_after:
-            # Too late to be of use (a birthday SMS days after the birthday): recorded,
-            # never sent, and never tried again.
-            record.status = "skipped"
-            record.reason = f"{hours(lateness)} late; the rule skips after " + hours(
-                rule.late.skip_after
-            )
-            return record
-        if c.customer_id and ctx.get("customer") is None:
-            record.status = "failed"
-            record.reason = (
-                f"customer {c.customer_id} is not in the store; import it (crmd import FILE "
-                f"--kind customers) and the next tick makes this fire"
-            )
-            return record
-        record.actions = render_actions(rule, c.fire_at, ctx, self.site)
-        problem, default_helps = _undeliverable(record.actions)
-        if problem and not any(a["action"] == "task" for a in record.actions):
-            # Nothing of it can be done: kept as failed, made once the data is there.
-            record.status, record.actions = "failed", []
-            record.reason = (
-                f"{problem}: fill in the customer's data (crmd import FILE --kind customers) "
-                f"and the next tick makes this fire"
-            )
-            if default_helps:
-                record.reason += (
-                    ", or give the template a default (`{{ customer.name | default('客户') }}`)"
-                )
-            return record
-        self._resolve_dates(conn, record)
-        record.warnings = _warnings(record, lateness)
-        if problem:
-            # The task is made all the same; the message is not sent, and the task says so.
-            record.warnings.append(f"not sent: {problem}")
-        return record
 
     @staticmethod
     def _ledger_rows(
@@ -239,36 +184,6 @@ class ActionWriter:
             else:
                 ids.append(next(new_ids))
         return ids
-
-    def _cancelled_by_unless(
-        self, conn: Connection, rule: Rule, candidates: Sequence[Candidate]
-    ) -> dict[str, str]:
-        """Keys of fires that a later event (`unless`) cancelled, with the reason."""
-        if rule.unless is None:
-            return {}
-        column = f"{rule.unless.same}_id"
-        anchored = [c for c in candidates if c.event is not None and getattr(c, column)]
-        if not anchored:
-            return {}
-        hits = q.events_for_subjects(
-            conn,
-            column,
-            (getattr(c, column) for c in anchored),
-            rule.unless.types,
-            min(c.event.at for c in anchored if c.event is not None),
-            max(c.fire_at for c in anchored),
-        )
-        by_subject: dict[str, list[Row[Any]]] = {}
-        for hit in hits:
-            by_subject.setdefault(getattr(hit, column), []).append(hit)
-        out: dict[str, str] = {}
-        for c in anchored:
-            assert c.event is not None
-            for hit in by_subject.get(getattr(c, column), []):
-                if c.event.at < hit.at <= c.fire_at:
-                    out[c.key] = f"cancelled by {hit.type} {hit.id} at {hit.at.isoformat()}"
-                    break
-        return out
 
     def _create_tasks(
         self,
@@ -353,22 +268,6 @@ class ActionWriter:
                 row["recipient"],
                 extra={"rule": row["rule_id"], "subject": row["customer_id"]},
             )
-
-    def _resolve_dates(self, conn: Connection, record: FireRecord) -> None:
-        """Work out the dates a fire's `set` actions store, projecting mileage where asked
-        (P12)."""
-        tz, cal = self.site.timezone, self.site.calendar
-        for a in record.actions:
-            if a["action"] != "set":
-                continue
-            day = record.fire_at.astimezone(tz).date()
-            value = parse_offset(a["after"]).move_date(day, cal)
-            if a["km"] and record.vehicle_id:
-                readings = q.mileage_readings(conn, record.vehicle_id, q.max_event_seq(conn))
-                by_km = km_reached_on(day, a["km"], readings)
-                if by_km is not None and by_km < value:
-                    value = by_km
-            a["date"] = value.isoformat()
 
     def _store_dates(self, conn: Connection, records: Sequence[FireRecord], now: datetime) -> None:
         for record in records:
@@ -477,65 +376,3 @@ def _actions_of(
         for a in record.actions:
             if a["action"] in kinds:
                 yield record, fire_id, a
-
-
-def _record(
-    rule: Rule,
-    c: Candidate,
-    late_as_of: datetime,
-    late_after: timedelta,
-    status: str,
-    reason: str = "",
-) -> FireRecord:
-    """A fire's record, before its actions are worked out."""
-    return FireRecord(
-        rule_id=rule.id,
-        key=c.key,
-        subject=c.subject,
-        fire_at=c.fire_at,
-        status=status,
-        late=max(late_as_of, c.fire_at) - c.fire_at > late_after,
-        customer_id=c.customer_id,
-        vehicle_id=c.vehicle_id,
-        reason=reason,
-    )
-
-
-def _undeliverable(actions: Sequence[dict[str, Any]]) -> tuple[str, bool]:
-    """Why a fire's message to its customer cannot go out ("" if it can), and whether a
-    template default would mend it: the customer has no number or address, or the message
-    would show a placeholder for missing data. Such a message is marked `skipped`, so it
-    is never queued."""
-    problems = []
-    default_helps = False
-    for a in actions:
-        if a["action"] not in ("sms", "email") or not a.get("to_customer"):
-            continue
-        what = "SMS" if a["action"] == "sms" else "e-mail"
-        if a.get("skipped") in ("no phone number", "no e-mail address"):
-            problems.append(f"the customer has {a['skipped']} for the {what}")
-        elif a.get("missing") and not a.get("skipped"):
-            names = ", ".join(a["missing"])
-            a["skipped"] = f"it would show placeholders for missing {names}"
-            problems.append(f"the {what} would show placeholders for missing {names}")
-            default_helps = True
-    return "; ".join(problems), default_helps
-
-
-def _warnings(record: FireRecord, lateness: timedelta) -> list[str]:
-    """What the person doing a fire's task should know: missing data, and lateness."""
-    warnings = []
-    missing = [m for a in record.actions if a["action"] == "task" for m in a.get("missing", ())]
-    if missing:
-        warnings.append(f"missing data: {', '.join(dict.fromkeys(missing))}")
-    if record.late:
-        warnings.append(f"made {hours(lateness)} after its time")
-    return warnings
-
-
-def _error_reason(exc: Exception) -> str:
-    """A failed fire's reason for an error raised while working it out."""
-    kind = "template error" if isinstance(exc, TemplateError) else type(exc).__name__
-    return (
-        f"{kind}: {exc}; fix the rule (crmd check, crmd reload) or the data, then crmd fires retry"
-    )

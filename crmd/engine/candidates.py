@@ -1,6 +1,6 @@
 """What the rules call for, before the ledger is asked: candidates for fires, per trigger.
 
-An event trigger's candidates come from pages of events (crmd.engine.evaluation reads them); a
+An event trigger's candidates come from pages of events (crmd.engine.event_rules reads them); a
 calendar schedule's from its occurrences, an annual day's from the customers whose day it
 is, a date trigger's from the dates stored on customers and vehicles. Each candidate
 carries the key that makes its fire happen once.

@@ -9,6 +9,11 @@ S have been looked at). A tick at `now` does, per rule:
    time index (an offset rule's fire time is monotone in the event time), or by walking a
    calendar schedule or the birthdays of each day in the window.
 
+The Engine here runs the tick: its rounds, each rule's turn and trouble, a plan that stops
+where the calendar does. Event rules' phases are in crmd.engine.event_rules; a page's new
+fires are written by crmd.engine.new_fires; crmd.engine.retries, rule_starts and overdue
+hold the retries of failed fires, where a rule starts and resumes, and overdue tasks.
+
 Work is committed in pages, sized by how long earlier pages took (crmd.engine.paging). Each
 page's ledger rows (unique key per fire), tasks, outbox rows, task events and the advanced
 W/S commit in one transaction: a crash repeats at most the page in flight, and the ledger
@@ -28,57 +33,43 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
-from datetime import UTC, datetime, time, timedelta
-from functools import lru_cache
-from typing import Any
+from contextlib import AbstractContextManager, nullcontext
+from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Row
-
-from crmd.calendar.schedules import once_a_day
 from crmd.engine.actions import ActionWriter
-from crmd.engine.candidates import (
-    Candidate,
-    annual_pages,
-    date_pages,
-    event_candidate,
-    fan_out,
-    schedule_pages,
-)
+from crmd.engine.candidates import Candidate, annual_pages, date_pages, schedule_pages
+from crmd.engine.event_rules import evaluate_event_rule
 from crmd.engine.horizon import Stop, first_failure
-from crmd.engine.paging import Page, PageSizer
+from crmd.engine.new_fires import apply_fires
+from crmd.engine.overdue import mark_overdue
+from crmd.engine.paging import Page, PageSizer, page_transaction
 from crmd.engine.report import FireRecord, TickReport
+from crmd.engine.retries import retry_failed
 from crmd.engine.rule_errors import clear_failure, failing_rules, record_failure
-from crmd.engine.takeover import reach
-from crmd.engine.triggers import event_fire_time, event_span
+from crmd.engine.rule_starts import (
+    comes_into_force,
+    fingerprint,
+    first_watermark,
+    resume_after_change,
+)
+from crmd.engine.triggers import TICK
 from crmd.errors import CalendarNotPublished, CrmdError
-from crmd.events import TASK_OVERDUE
 from crmd.rules.rule import DateTrigger, EventTrigger, Rule, RuleSet, ScheduleTrigger
 from crmd.site import Site
-from crmd.store import ledger, watermarks, work
+from crmd.store import ledger, watermarks
 from crmd.store import queries as q
 from crmd.store.database import NOT_THE_RULES, Unit
-from crmd.store.gcpause import collector_paused
 from crmd.store.pages import PAGE
 from crmd.store.sharing import START_KEY, RuleLocks, lock_for_transaction
 
 logger = logging.getLogger(__name__)
 
-# A fire recorded more than this after its time is marked late (the daemon was down, or
-# the event arrived late).
-LATE_AFTER = timedelta(minutes=15)
 # Chained rules (a task event triggering another rule) settle within a few rounds.
 MAX_ROUNDS = 8
-EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
-TICK = timedelta(microseconds=1)
 # The page sizer's key for marking tasks overdue (rule ids are its other keys).
 OVERDUE_PAGES = "(overdue)"
 # ... and for trying failed fires again.
 RETRY_PAGES = "(retry)"
-# Events share times (a day's deliveries, an import's dates) and an event's fire time is a
-# pure function of its trigger, time, zone and calendar: each is worked out once. Event
-# times come from the store in UTC, where equal times are the same instant.
-_event_fire_time = lru_cache(maxsize=4096)(event_fire_time)
 
 
 class Engine:
@@ -100,8 +91,6 @@ class Engine:
         # Failed fires in the store as of this engine's last tick (None: not counted yet): a
         # tick after one that found none skips looking for fires to retry.
         self._failed_known: int | None = None
-        # Fires of the page in flight, reported when its transaction commits.
-        self._staged: list[FireRecord] = []
         # The rules recorded as failing when the tick began (crmd.engine.rule_errors).
         self._failing: set[str] = set()
 
@@ -191,67 +180,18 @@ class Engine:
         every: bool = False,
         ids: Sequence[int] = (),
     ) -> int:
-        """Try again failed fires: those whose customer or vehicle changed since their last
-        try, or `every` one, or those of `ids`. Returns the events they produced.
-
-        A retried fire updates its own ledger row (crmd.store.ledger), so it still happens once.
-        A fire whose rule is gone or disabled stays failed, for `crmd fires dismiss`.
-        """
-        by_id = {r.id: r for r in self.rules}
-        produced = 0
-        after = 0
-        while True:
-            with self._page(unit, report, RETRY_PAGES) as txn:
-                rows = ledger.failed_to_retry(
-                    txn.conn, after_id=after, limit=txn.size, every=every, ids=ids
-                )
-                txn.rows = len(rows)
-                if not rows:
-                    return produced
-                after = rows[-1].id
-                anchors = ledger.events_by_seq(txn.conn, (r.event_seq for r in rows if r.event_seq))
-                states = watermarks.load_rule_states(txn.conn)
-                retrying: dict[str, int] = {}
-                by_rule: dict[str, list[Candidate]] = {}
-                for row in rows:
-                    rule = by_id.get(row.rule_id)
-                    if rule is None or row.rule_id not in states:
-                        continue
-                    candidate = Candidate(
-                        rule,
-                        row.key,
-                        row.fire_at,
-                        row.subject,
-                        customer_id=row.customer_id,
-                        vehicle_id=row.vehicle_id,
-                        event=anchors.get(row.event_seq),
-                    )
-                    # A count's conditions held over the whole history when it was found.
-                    candidate.conditions_checked = getattr(rule.trigger, "count", None) is not None
-                    by_rule.setdefault(rule.id, []).append(candidate)
-                    retrying[row.key] = row.id
-                for rule_id, candidates in by_rule.items():
-                    try:
-                        records, made = self.writer.write(
-                            txn.conn,
-                            by_id[rule_id],
-                            candidates,
-                            now,
-                            report.late_as_of or now,
-                            LATE_AFTER,
-                            # Not taken over again: it was owed when it failed, and is
-                            # made however late, as any late fire.
-                            retrying=retrying,
-                        )
-                    except CalendarNotPublished:
-                        # Raised before the write wrote anything: these stay failed, and
-                        # the rule's own evaluation reports the calendar (below).
-                        continue
-                    report.retried += len(records)
-                    self._staged.extend(records)
-                    produced += made
-            if len(rows) < txn.size:
-                return produced
+        """Try again failed fires (crmd.engine.retries): those whose customer or vehicle
+        changed since their last try, or `every` one, or those of `ids`. Returns the events
+        they produced."""
+        return retry_failed(
+            lambda: self._page(unit, report, RETRY_PAGES),
+            self.writer,
+            self.rules,
+            now,
+            report,
+            every=every,
+            ids=ids,
+        )
 
     def _plan_up_to_stop(
         self,
@@ -318,13 +258,10 @@ class Engine:
             for rule in self.rules:
                 if rule.id in states:
                     continue
-                start = self._first_since(rule, now) if since is None else since
-                watermark = start
-                if day_one and rule.backfill is None:
-                    span = reach(rule)
-                    watermark = EPOCH if span is None else max(EPOCH, now - span)
+                start = comes_into_force(rule, now) if since is None else since
+                watermark = first_watermark(rule, start, now, day_one=day_one)
                 watermarks.create_rule_state(
-                    conn, rule.id, start, max_seq, now, _fingerprint(rule), watermark
+                    conn, rule.id, start, max_seq, now, fingerprint(rule), watermark
                 )
                 started.append(rule.id)
                 logger.info(
@@ -338,15 +275,6 @@ class Engine:
                 )
         return started
 
-    def _first_since(self, rule: Rule, now: datetime) -> datetime:
-        """When a rule seen for the first time comes into force: now, unless it asks for a
-        backfill (then its fires in the backfill's span are due as any other)."""
-        if rule.backfill is None:
-            return now
-        if rule.backfill.span is not None:
-            return now - rule.backfill.span
-        return EPOCH
-
     # ------------------------------------------------------------ evaluation
 
     def _evaluate(self, unit: Unit, rule: Rule, now: datetime, report: TickReport) -> int:
@@ -355,16 +283,26 @@ class Engine:
             seq_upto = q.max_event_seq(conn)
         watermark, seq_from, since = state.watermark, state.event_seq, state.since
         trigger = rule.trigger
-        fingerprint = _fingerprint(rule)
-        if fingerprint != state.trigger:
+        if fingerprint(rule) != state.trigger:
             watermark = self._trigger_changed(unit, rule, state.trigger, watermark, since, now)
         # Watermarks never go back: when the clock does (NTP), nothing fires again until
         # it passes the watermark.
         if watermark >= now and seq_from >= seq_upto:
             return 0
         if isinstance(trigger, EventTrigger):
-            return self._evaluate_events(
-                unit, rule, trigger, now, watermark, since, seq_from, seq_upto, report
+            return evaluate_event_rule(
+                unit,
+                lambda: self._page(unit, report, rule.id),
+                self.writer,
+                self.site,
+                rule,
+                trigger,
+                now,
+                report,
+                watermark=watermark,
+                since=since,
+                seq_from=seq_from,
+                seq_upto=seq_upto,
             )
         pages: Iterator[list[Candidate]]
 
@@ -381,7 +319,7 @@ class Engine:
         for page in pages:
             with self._page(unit, report, rule.id) as txn:
                 txn.rows = len(page)
-                produced += self._apply(txn, rule, page, now, report, since)
+                produced += apply_fires(txn, self.writer, rule, page, now, report, since)
                 # Done up to just before this page's last fire time: the next page may hold
                 # more fires at that very time (many customers due the same day), and a stop
                 # or crash between the pages must not leave them behind. The ledger drops
@@ -392,132 +330,17 @@ class Engine:
             watermarks.save_rule_state(conn, rule.id, max(watermark, now), seq_upto, now)
         return produced
 
-    def _evaluate_events(
-        self,
-        unit: Unit,
-        rule: Rule,
-        trigger: EventTrigger,
-        now: datetime,
-        watermark: datetime,
-        since: datetime,
-        seq_from: int,
-        seq_upto: int,
-        report: TickReport,
-    ) -> int:
-        tz, cal = self.site.timezone, self.site.calendar
-        low, high = event_span(trigger)
-        produced = 0
-        # Phase 1: events recorded since the last look (late arrivals, counting).
-        late_upto = None if trigger.count is not None else watermark - low
-        span = reach(rule)
-        history_from = EPOCH if span is None else since - span
-        cursor = seq_from
-        while cursor < seq_upto:
-            with self._page(unit, report, rule.id) as txn:
-                rows = q.events_recorded_between(
-                    txn.conn, trigger.types, cursor, seq_upto, late_upto, txn.size
-                )
-                txn.rows = len(rows)
-                # Where the next page starts; the rule's state saves it with this page's
-                # last part (txn.conn after _apply).
-                cursor = rows[-1].seq if len(rows) == txn.size else seq_upto
-                if trigger.count is not None:
-                    page = self._count_candidates(txn.conn, rule, trigger, rows, since)
-                else:
-                    # An event recorded after its rule came into force always gets its fire,
-                    # however late it was keyed in; one that fell due before (history keyed
-                    # in later) gets what is still of use of it (crmd.engine.takeover).
-                    page = []
-                    for row in rows:
-                        fire_at = _event_fire_time(trigger, row.at, tz, cal)
-                        if history_from < fire_at <= watermark:
-                            page.append(event_candidate(rule, row, fire_at))
-                produced += self._apply(txn, rule, page, now, report, since)
-                watermarks.save_rule_state(txn.conn, rule.id, watermark, cursor, now)
-        if trigger.count is not None:
-            with unit.batch() as conn:
-                watermarks.save_rule_state(conn, rule.id, max(watermark, now), seq_upto, now)
-            return produced
-        if watermark >= now:
-            # Nothing is due (a second round after this rule's own fires, say): phase 2's
-            # window is empty, and phase 1 has saved the cursor.
-            return produced
-        # Phase 2: fires falling due in (watermark, now], by a range query on event time.
-        after, upto = watermark - high, now - low
-        page_cursor: tuple[datetime, int] | None = None
-        done = False
-        while not done:
-            with self._page(unit, report, rule.id) as txn:
-                rows = q.events_between(
-                    txn.conn, trigger.types, after, upto, seq_upto, page_cursor, txn.size
-                )
-                txn.rows = len(rows)
-                done = len(rows) < txn.size
-                page = []
-                for row in rows:
-                    fire_at = _event_fire_time(trigger, row.at, tz, cal)
-                    if watermark < fire_at <= now:
-                        page.append(event_candidate(rule, row, fire_at))
-                produced += self._apply(txn, rule, page, now, report, since)
-                if done:
-                    watermarks.save_rule_state(
-                        txn.conn, rule.id, max(watermark, now), seq_upto, now
-                    )
-                else:
-                    # Everything before the last fire time of this page is done.
-                    last = _event_fire_time(trigger, rows[-1].at, tz, cal)
-                    watermark = max(watermark, min(last - TICK, now))
-                    page_cursor = (rows[-1].at, rows[-1].seq)
-                    watermarks.save_rule_state(txn.conn, rule.id, watermark, seq_upto, now)
-        return produced
-
-    def _count_candidates(
-        self,
-        conn: Connection,
-        rule: Rule,
-        trigger: EventTrigger,
-        rows: Sequence[Row[Any]],
-        since: datetime,
-    ) -> list[Candidate]:
-        """Candidates for the Nth matching event per subject (P4: three failed attempts)."""
-        column = {"customer": "customer_id", "vehicle": "vehicle_id", "task": "task_id"}[
-            trigger.per
-        ]
-        contexts = self.writer.contexts(conn, rule, rows)
-        page: list[Candidate] = []
-        for row in rows:
-            value = getattr(row, column)
-            if value is None or row.at <= since:
-                continue
-            if not self.writer.conditions_hold(rule, contexts[row.seq]):
-                continue
-            history = q.events_of_subject(conn, column, value, trigger.types, row.seq)
-            history_ctx = self.writer.contexts(conn, rule, history)
-            matching = [e for e in history if self.writer.conditions_hold(rule, history_ctx[e.seq])]
-            if len(matching) != trigger.count:
-                continue
-            candidate = event_candidate(rule, row, row.at)
-            candidate.key = f"{rule.id}|{trigger.per}:{value}"
-            candidate.conditions_checked = True
-            page.append(candidate)
-        return page
-
     def _trigger_changed(
         self, unit: Unit, rule: Rule, old: str, watermark: datetime, since: datetime, now: datetime
     ) -> datetime:
-        """Note a changed schedule; returns where its evaluation resumes.
-
-        A once-a-day schedule whose time moved (a reload, 10:00 -> 09:00 at 09:30) walks
-        its watermark's day again, so the day's occurrence at the new time is not lost;
-        the ledger's day key drops it if the day already fired.
-        """
-        new = _fingerprint(rule)
+        """Note a changed schedule; returns where its evaluation resumes: a once-a-day
+        schedule whose time moved walks its watermark's day again
+        (crmd.engine.rule_starts.resume_after_change)."""
+        new = fingerprint(rule)
         resume = watermark
-        trigger = rule.trigger
-        if old and isinstance(trigger, ScheduleTrigger) and once_a_day(trigger.schedule):
-            tz = self.site.timezone
-            day_start = datetime.combine(watermark.astimezone(tz).date(), time(0), tz)
-            resume = min(watermark, max(since, day_start.astimezone(UTC)))
+        walked_again = resume_after_change(rule, watermark, since, self.site.timezone)
+        if old and walked_again is not None:
+            resume = walked_again
             logger.info(
                 "rule %s changed from %s to %s; today is evaluated again from %s",
                 rule.id,
@@ -531,126 +354,23 @@ class Engine:
             watermarks.save_rule_state(conn, rule.id, resume, state.event_seq, now, new)
         return resume
 
-    # ------------------------------------------------------------ applying fires
-
-    def _apply(
-        self,
-        txn: Page,
-        rule: Rule,
-        candidates: list[Candidate],
-        now: datetime,
-        report: TickReport,
-        since: datetime | None = None,
-    ) -> int:
-        """Record the new fires of one page and run their actions, in the page's transaction.
-
-        Fires at or before `since`, when the rule came into force, are taken over: only what
-        is still of use of them is done (crmd.engine.takeover).
-
-        A rule that fires for each customer writes a part of the customers at a time, each
-        part but the last committed on its own (`txn.commit()`), so a greeting to every
-        customer of a large store holds no more than a page of them; the caller saves the
-        rule's progress in the last part only.
-
-        Returns how many events this produced (task events), so chained rules get another round.
-        """
-        if not candidates:
-            return 0
-        if getattr(rule.trigger, "for_each", None) != "customer":
-            return self._write_new(txn.conn, rule, candidates, now, report, since)
-        produced = 0
-        last = ""
-        while True:
-            per_part = max(1, txn.size // len(candidates))
-            people = q.customers_page(txn.conn, last, per_part)
-            part = fan_out(candidates, people)
-            txn.rows = len(part)
-            produced += self._write_new(txn.conn, rule, part, now, report, since)
-            if len(people) < per_part:
-                return produced
-            last = people[-1].id
-            txn.commit()
-
-    def _write_new(
-        self,
-        conn: Connection,
-        rule: Rule,
-        candidates: list[Candidate],
-        now: datetime,
-        report: TickReport,
-        since: datetime | None = None,
-    ) -> int:
-        """Write the fires of these candidates the ledger does not hold yet."""
-        done = ledger.existing_fire_keys(conn, (c.key for c in candidates))
-        fresh: dict[str, Candidate] = {}
-        for c in candidates:
-            if c.key not in done and c.key not in fresh:
-                fresh[c.key] = c
-        if not fresh:
-            return 0
-        history = self.writer.history
-        records, produced = self.writer.write(
-            conn,
-            rule,
-            list(fresh.values()),
-            now,
-            report.late_as_of or now,
-            LATE_AFTER,
-            taken_over_upto=since,
-        )
-        report.history += self.writer.history - history
-        self._staged.extend(records)
-        return produced
+    # ------------------------------------------------------------ pages
 
     def _page_rows(self, key: str) -> int:
         """How many rows the next page for `key` (a rule's id) may take."""
         return self.pages.size(key, self.page_size)
 
-    @contextmanager
-    def _page(self, unit: Unit, report: TickReport, key: str) -> Iterator[Page]:
-        """One page's transaction; its fires are reported once it has committed.
+    def _page(self, unit: Unit, report: TickReport, key: str) -> AbstractContextManager[Page]:
+        """One page's transaction for `key` (crmd.engine.paging); its fires are reported once
+        it has committed."""
+        return page_transaction(
+            unit, self.pages, self.page_size, key, lambda fires: self._report(report, fires)
+        )
 
-        The caller takes at most `page.size` rows and says in `page.rows` how many it took;
-        how long the transaction lasted sizes the next page for `key` (crmd.engine.paging). Work
-        larger than a page calls `page.commit()` between its parts: each part is a
-        transaction of its own, sized and reported the same way.
-        """
-        with ExitStack() as stack:
-            started = 0.0
-
-            def begin() -> Page:
-                nonlocal started
-                self._staged = []
-                size = self._page_rows(key)
-                started = self.pages.clock()
-                stack.enter_context(collector_paused())
-                return Page(stack.enter_context(unit.batch()), size)
-
-            def end(txn: Page) -> None:
-                stack.close()  # the transaction commits, the garbage collector resumes
-                took = self.pages.clock() - started
-                self.pages.observe(key, txn.size, txn.rows, took, self.page_size)
-                self._report_staged(report)
-
-            txn = begin()
-
-            def commit() -> None:
-                end(txn)
-                fresh = begin()
-                txn.conn, txn.size, txn.rows = fresh.conn, fresh.size, 0
-
-            txn.commit = commit
-            try:
-                yield txn
-            except BaseException:
-                self._staged = []  # rolled back: nothing of it happened
-                raise
-            end(txn)
-
-    def _report_staged(self, report: TickReport) -> None:
+    def _report(self, report: TickReport, fires: list[FireRecord]) -> None:
         """Report (and log) the fires of the transaction just committed."""
         log = logger.isEnabledFor(logging.INFO)
-        for record in self._staged:
+        for record in fires:
             report.add(record)
             if log:
                 logger.info(
@@ -662,44 +382,19 @@ class Engine:
                     " (late)" if record.late else "",
                     extra={"rule": record.rule_id, "subject": record.subject},
                 )
-        self._staged = []
 
     def _mark_overdue(self, unit: Unit, now: datetime, report: TickReport) -> int:
-        """Open tasks past their due time become overdue, once, as a `task.overdue` event.
-
-        A page of tasks at a time, each page its own transaction, so a catch-up that finds a
-        hundred thousand tasks overdue holds one page of them, not all.
-        """
+        """Open tasks past their due time become overdue (crmd.engine.overdue); returns how
+        many did."""
         total = 0
-        cursor: tuple[datetime, int] | None = None
-        while True:
-            with self._page(unit, report, OVERDUE_PAGES) as txn:
-                conn = txn.conn
-                rows = work.tasks_falling_overdue(conn, now, cursor, txn.size)
-                txn.rows = len(rows)
-                if not rows:
-                    return total
-                cursor = (rows[-1].due_at, rows[-1].id)
-                # Another daemon may have marked some since the read: their events are its own.
-                marked = work.mark_tasks_overdue(conn, [r.id for r in rows])
-                mine = [r for r in rows if r.id in marked]
-                q.insert_events(
-                    conn, [self.writer.task_event(r, TASK_OVERDUE, r.due_at, now) for r in mine]
-                )
-            report.add_overdue([r.id for r in mine])
-            for r in mine:
+        for marked in mark_overdue(lambda: self._page(unit, report, OVERDUE_PAGES), now):
+            report.add_overdue([r.id for r in marked])
+            for r in marked:
                 logger.info(
                     "task %s overdue (%s)",
                     r.id,
                     r.rule_id,
                     extra={"rule": r.rule_id, "task": r.id},
                 )
-            total += len(mine)
-            if len(rows) < txn.size:
-                return total
-
-
-def _fingerprint(rule: Rule) -> str:
-    """A schedule rule's schedule in words, stored with its state to notice a change."""
-    trigger = rule.trigger
-    return trigger.schedule.describe()[:300] if isinstance(trigger, ScheduleTrigger) else ""
+            total += len(marked)
+        return total

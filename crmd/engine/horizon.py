@@ -238,7 +238,7 @@ def _calendar_questions(rule: Rule, site: Site, start: datetime) -> Questions:
 
         def event_questions(upto: datetime) -> Iterable[Callable[[], object]]:
             # A tick up to `upto` works out the fire time of every event up to upto - low
-            # (crmd.engine.evaluation, phase 2), and runs the actions of those due by `upto`.
+            # (crmd.engine.event_rules, phase 2), and runs the actions of those due by `upto`.
             for event_at in _probe_instants(start - high, upto - low, site):
                 fire = fire_of(event_at)  # the trigger's own question (it raises)
                 if start < fire <= upto:

@@ -35,7 +35,7 @@ class FireRecord:
     vehicle_id: str | None
     actions: list[dict[str, Any]] = field(default_factory=list)
     reason: str = ""
-    # For the person doing its task: missing data, lateness (crmd/engine/actions.py).
+    # For the person doing its task: missing data, lateness (crmd/engine/outcomes.py).
     warnings: list[str] = field(default_factory=list)
 
 
@@ -79,9 +79,9 @@ class RuleTally:
 @dataclass
 class TickReport:
     now: datetime
-    # Fires are late when written more than LATE_AFTER after their time. A tick writes them at
-    # `now`; a plan of the future would write each at its own time, or at the real clock's
-    # time for those already past (a catch-up).
+    # Fires are late when written more than LATE_AFTER (crmd.engine.new_fires) after their
+    # time. A tick writes them at `now`; a plan of the future would write each at its own
+    # time, or at the real clock's time for those already past (a catch-up).
     late_as_of: datetime | None = None
     # Every fire's record goes here as it is made (in the order the engine makes them).
     on_fire: Callable[[FireRecord], None] | None = None

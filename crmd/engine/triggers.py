@@ -10,6 +10,10 @@ from crmd.calendar.workcal import WorkCalendar
 from crmd.rules.rule import AnnualTrigger, Due, EventTrigger
 
 DAY = timedelta(days=1)
+# Before any fire: where a rule that takes over all of history starts.
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+# The finest step between fire times: done up to just before a time `t` is `t - TICK`.
+TICK = timedelta(microseconds=1)
 # How far alignment to a time of day (`at: "09:00"`) can move a time: within its local day,
 # up to a day either way, plus a DST change.
 ALIGN_SLACK = DAY + timedelta(hours=2)

@@ -3,7 +3,7 @@
 A delivery keyed in without its vehicle, or a customer without a recorded name, must not
 cost the customer the call that P1-P3 owe them. At run time a template that reads a value
 the store does not have renders `[缺 vehicle.model]` in its place, and the names it missed
-are collected, so the task says what was missing (crmd/engine/actions.py). A rule gives its own
+are collected, so the task says what was missing (crmd/engine/outcomes.py). A rule gives its own
 default with Jinja's filter: `{{ vehicle.model | default('您的爱车') }}`.
 
 Messages to customers are different: an SMS reading "尊敬的[缺 customer.name]" must not go
