@@ -17,7 +17,7 @@ from crmd.events import BUILTIN_EVENT_TYPES
 
 # The event columns every event has (crmd.engine.contexts._EVENT_COLUMNS but task_id).
 EVENT_COLUMNS: tuple[str, ...] = ("id", "type", "at", "customer_id", "vehicle_id")
-# What a task event carries besides its columns (crmd.engine.actions.ActionWriter.task_event).
+# What a task event carries besides its columns (crmd.engine.taskevents.task_event).
 TASK_EVENT_FIELDS: tuple[str, ...] = ("task_id", "rule", "role")
 # The customers and vehicles columns a rule sees (crmd.engine.contexts.record_fields drops
 # birthday_md); extra attributes and stored dates come on top.

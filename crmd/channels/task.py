@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from sqlalchemy import select
 
 from crmd.channels.base import BaseChannel, Message, Receipt
-from crmd.engine.actions import ActionWriter
+from crmd.engine.taskevents import task_event
 from crmd.events import TASK_CREATED
 from crmd.site import Site
 from crmd.store import queries as q
@@ -59,9 +59,7 @@ class TaskChannel(BaseChannel):
         }
         with self.runtime.store.write() as conn:
             (task_id,) = work.insert_tasks(conn, [row])
-            q.insert_events(
-                conn, [ActionWriter.task_event(dict(row, id=task_id), TASK_CREATED, now, now)]
-            )
+            q.insert_events(conn, [task_event(dict(row, id=task_id), TASK_CREATED, now, now)])
         return Receipt(f"task:{task_id}")
 
     def reconcile(self, message: Message, claimed_at: datetime) -> Receipt | None:

@@ -20,6 +20,7 @@ from crmd.engine.fieldneeds import Needs, fields_needed
 from crmd.engine.outcomes import cancelled_by_unless, decide, error_reason, fire_record
 from crmd.engine.report import FireRecord
 from crmd.engine.takeover import take_over
+from crmd.engine.taskevents import task_event
 from crmd.errors import CalendarNotPublished
 from crmd.events import TASK_CANCELLED, TASK_CREATED, TASK_DONE
 from crmd.rules.conditions import all_hold
@@ -227,7 +228,7 @@ class ActionWriter:
                 extra={"rule": t["rule_id"], "task": t["id"]},
             )
         q.insert_events(
-            conn, [self.task_event(t, TASK_CREATED, t["available_at"], now) for t in created]
+            conn, [task_event(t, TASK_CREATED, t["available_at"], now) for t in created]
         )
         return len(created)
 
@@ -339,33 +340,10 @@ class ActionWriter:
                     work.close_tasks(conn, a["closed"], status, now, f"{status} by {record.key}")
                     q.insert_events(
                         conn,
-                        [self.task_event(t, kind, record.fire_at, now) for t in open_tasks],
+                        [task_event(t, kind, record.fire_at, now) for t in open_tasks],
                     )
                     produced += len(open_tasks)
         return produced
-
-    @staticmethod
-    def task_event(
-        task: Mapping[str, Any] | Row[Any],
-        event_type: str,
-        at: datetime,
-        now: datetime,
-        suffix: str = "",
-        **data: Any,
-    ) -> dict[str, Any]:
-        """The event row for a task lifecycle change (so rules can chain on it)."""
-        t = task if isinstance(task, Mapping) else task._mapping
-        name = event_type.split(".", 1)[1]
-        return {
-            "id": f"task:{t['id']}:{name}{suffix}",
-            "type": event_type,
-            "at": at,
-            "customer_id": t["customer_id"],
-            "vehicle_id": t["vehicle_id"],
-            "task_id": t["id"],
-            "data": {"rule": t["rule_id"], "role": t["role"], **data},
-            "recorded_at": now,
-        }
 
 
 def _actions_of(

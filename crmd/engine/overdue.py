@@ -13,8 +13,8 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from crmd.engine.actions import ActionWriter
 from crmd.engine.paging import OpenPage
+from crmd.engine.taskevents import task_event
 from crmd.events import TASK_OVERDUE
 from crmd.store import queries as q
 from crmd.store import work
@@ -35,9 +35,7 @@ def mark_overdue(open_page: OpenPage, now: datetime) -> Iterator[list[Row[Any]]]
             # Another daemon may have marked some since the read: their events are its own.
             marked = work.mark_tasks_overdue(conn, [r.id for r in rows])
             mine = [r for r in rows if r.id in marked]
-            q.insert_events(
-                conn, [ActionWriter.task_event(r, TASK_OVERDUE, r.due_at, now) for r in mine]
-            )
+            q.insert_events(conn, [task_event(r, TASK_OVERDUE, r.due_at, now) for r in mine])
         yield mine
         if len(rows) < txn.size:
             return

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row
 
-from crmd.engine.actions import ActionWriter
+from crmd.engine.taskevents import task_event
 from crmd.errors import CrmdError, NotFound
 from crmd.events import ATTEMPT_OUTCOMES, TASK_ATTEMPTED, TASK_DONE
 from crmd.store import queries as q
@@ -43,7 +43,7 @@ def attempt(
     if score is not None:
         values["score"] = score
     events = [
-        ActionWriter.task_event(
+        task_event(
             task,
             TASK_ATTEMPTED,
             now,
@@ -57,7 +57,7 @@ def attempt(
     ]
     if outcome == "reached":
         values.update(status="done", closed_at=now, closed_note=note)
-        events.append(ActionWriter.task_event(task, TASK_DONE, now, now, note=note or ""))
+        events.append(task_event(task, TASK_DONE, now, now, note=note or ""))
     work.update_task(conn, task_id, **values)
     q.insert_events(conn, events)
     updated = work.get_task(conn, task_id)
@@ -69,7 +69,7 @@ def done(conn: Connection, task_id: int, now: datetime, *, note: str | None = No
     """Close a task as done."""
     task = _open_task(conn, task_id)
     work.update_task(conn, task_id, status="done", closed_at=now, closed_note=note)
-    q.insert_events(conn, [ActionWriter.task_event(task, TASK_DONE, now, now, note=note or "")])
+    q.insert_events(conn, [task_event(task, TASK_DONE, now, now, note=note or "")])
     updated = work.get_task(conn, task_id)
     assert updated is not None
     return updated
